@@ -1,0 +1,599 @@
+"""`SqsAdapter`: the seed document's single-process worker (`worker.ts`), in Python.
+
+    SqsAdapter.start() -> consumer thread (owns one asyncio loop):
+        ReceiveMessage(<=10, long poll) -> Engine.plan_messages (one consistent batch read)
+          -> per message, concurrently (asyncio.gather):
+               Execute: run_node -> Engine.complete (conditional commit) -> perform
+                        [-> local continuation: the next node, same process, same message]
+               replay / skip: perform what the engine planned
+          -> DeleteMessageBatch of the finished messages
+
+`engine.perform` carries out each step's effects in the durable order (send successors,
+publish statuses, touch) before a message is deleted, so a crash at any point leaves the
+message to be redelivered, and the redelivered job finds its node committed and replays
+the same routing instead of executing it again.
+
+The bad-message policy: a message that can never succeed — a body that is not a job
+(malformed JSON, missing fields), a job for an unknown node, for a run with no state, or
+for a blueprint this worker does not have (that run is failed, as TS does) — is logged at
+ERROR with its message id and the fault, never its body (bodies may carry user data), and
+deleted. It is not left for the DLQ: retrying cannot fix it, and leaving it would have it
+redelivered until the redrive limit. Everything else that raises while a message is
+processed (throttling, a dropped connection, a bug) leaves the message in the queue: it
+comes back after its visibility timeout, and reaches the DLQ after the redrive limit.
+A job for another blueprint version goes back to the queue (ChangeMessageVisibility),
+for a worker that has that version.
+
+Local continuation: when a commit fires successors, one of them (the first) runs at once
+in this process, on the state the commit just wrote, instead of a send + receive + read +
+delete through SQS; the others are sent. The received message stays undeleted until its
+chain ends, its visibility extended as the chain runs long. If the process dies mid-chain,
+the message is redelivered: its own node replays (re-sending what it fired), and because a
+chain always continues with the first fired node, the redelivered job follows that path
+through the committed nodes and re-sends whatever those fired that is still outstanding
+(`_resend_chain`). A chain stops after `max_chain_length` nodes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from . import protocol
+from .aws import RequestCounter, make_clients
+from .blueprint import Blueprint, load_blueprints
+from .completion import run_node
+from .engine import Effects, Engine, Execute, Planned, perform
+from .errors import ConfigError, MalformedMessage, RunStateError, TransientError
+from .messages import Job, parse_job
+from .ports import Received
+from .protocol import JobAction, RunState
+
+log = logging.getLogger("flowcraft_sqs.adapter")
+
+DEFAULT_WAIT_TIME_S: Final = 20  # SQS's longest long poll: fewest empty receives when idle
+DEFAULT_BATCH_SIZE: Final = 10  # SQS's most messages per receive
+MAX_CHAIN_LENGTH: Final = 100  # nodes run locally for one message before the next goes through SQS
+SQS_DEFAULT_VISIBILITY_S: Final = 30  # a queue's visibility when neither we nor it say otherwise
+RECEIVE_RETRY_DELAY_S: Final = 1.0  # after a failed receive, so a broken endpoint is not hammered
+
+# Outcomes of one message or job (`JobResult.outcome`).
+EXECUTED: Final = "executed"  # its node ran and was committed (plus `hops - 1` continued locally)
+REPLAYED: Final = "replayed"  # its node was committed before: routing or the final status re-sent
+SKIPPED: Final = "skipped"  # nothing to do (run finished, job no longer expected)
+REQUEUED: Final = "requeued"  # left in the queue for `retry_after_s` (another blueprint version)
+REJECTED: Final = "rejected"  # a bad message, dropped by the policy above
+FAILED: Final = "failed"  # processing raised; the message stays in the queue
+DONE_OUTCOMES: Final = frozenset({EXECUTED, REPLAYED, SKIPPED, REJECTED})  # delete the message
+
+RUNTIME_OPTIONS: Final = frozenset({"registry", "blueprints", "dependencies", "evaluator", "middleware"})
+# TS RuntimeOptions that have no meaning here; accepted so a ported config still loads.
+IGNORED_RUNTIME_OPTIONS: Final = frozenset({"event_bus", "serializer", "strict", "logger", "function_registry"})
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """What processing one message or job did."""
+
+    outcome: str
+    run_id: str | None = None
+    node_id: str | None = None
+    message_id: str | None = None
+    hops: int = 0  # nodes executed for it, local continuation included
+    detail: str | None = None  # why it was rejected, requeued or failed
+    retry_after_s: int | None = None
+    error: BaseException | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def done(self) -> bool:
+        """Whether its message is finished with (and deleted, in the worker)."""
+        return self.outcome in DONE_OUTCOMES
+
+
+class SqsAdapter:
+    """Polls an SQS queue and runs the jobs of Flowcraft runs; state lives in DynamoDB.
+
+    The seed's `SqsAdapter` options in Python spelling. `runtime_options` takes
+    `registry`, `blueprints`, `dependencies`, `evaluator` and `middleware` (camelCase keys
+    too); blueprints are validated here, so a bad one raises BlueprintError naming it.
+    `coordination_store` is accepted for the seed's API: this protocol keeps join state in
+    the run's own item, so nothing needs it. `queue`, `store` and `statuses` replace the
+    AWS-backed ports (in-memory tests, other backends).
+    """
+
+    def __init__(
+        self,
+        sqs_client: Any = None,
+        dynamodb_client: Any = None,
+        queue_url: str | None = None,
+        context_table_name: str = "flowcraft-contexts",
+        status_table_name: str = "flowcraft-statuses",
+        coordination_store: Any = None,
+        runtime_options: Mapping[str, Any] | None = None,
+        wait_time_seconds: int = DEFAULT_WAIT_TIME_S,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        visibility_timeout: int | None = None,
+        logger: Any = None,
+        *,
+        local_continuation: bool = True,
+        max_chain_length: int = MAX_CHAIN_LENGTH,
+        request_counter: RequestCounter | None = None,
+        queue: Any = None,
+        store: Any = None,
+        statuses: Any = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        options = normalize_runtime_options(runtime_options)
+        self.registry: dict[str, Any] = dict(options.get("registry") or {})
+        self.evaluator = options.get("evaluator") or _default_evaluator()
+        self.blueprints: dict[str, Blueprint] = load_blueprints(
+            options.get("blueprints") or {},
+            registry=self.registry,
+            evaluator=self.evaluator if hasattr(self.evaluator, "validate") else None,
+        )
+        self.dependencies: dict[str, Any] = dict(options.get("dependencies") or {})
+        self.middleware: list[Any] = list(options.get("middleware") or ())
+        self.log = logger or log
+        self.request_counter = request_counter
+        self.coordination_store = coordination_store
+        self.wait_time_seconds = wait_time_seconds
+        self.batch_size = batch_size
+        self.visibility_timeout = visibility_timeout
+        self.local_continuation = local_continuation
+        self.max_chain_length = max(1, max_chain_length)
+        self.clock = clock
+        self._build_ports(sqs_client, dynamodb_client, queue_url, context_table_name,
+                          status_table_name, queue, store, statuses)
+        self._witness = _WriteWitness(self.store)
+        self.engine = Engine(self.blueprints, self._witness, self.evaluator, clock)
+        self._statuses_for_effects = _TouchesNeverRaise(self.statuses, self.log)
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lease_visibility_s: int | None = visibility_timeout
+
+    def _build_ports(self, sqs_client: Any, dynamodb_client: Any, queue_url: str | None,
+                     context_table: str, status_table: str, queue: Any, store: Any, statuses: Any) -> None:
+        if queue is None or store is None or statuses is None:
+            sqs_client, dynamodb_client = self._clients(sqs_client, dynamodb_client)
+        if queue is None:
+            from .transport.sqs import SqsQueue
+
+            url = queue_url or os.environ.get("SQS_QUEUE_URL")
+            if not url:
+                raise ConfigError("SqsAdapter needs queue_url= or the SQS_QUEUE_URL environment variable")
+            queue = SqsQueue(sqs_client, url)
+        if store is None or statuses is None:
+            from .stores.dynamodb import DynamoRunStore, DynamoStatusTable
+
+            store = store or DynamoRunStore(dynamodb_client, context_table)
+            statuses = statuses or DynamoStatusTable(dynamodb_client, status_table)
+        self.queue, self.store, self.statuses = queue, store, statuses
+
+    def _clients(self, sqs_client: Any, dynamodb_client: Any) -> tuple[Any, Any]:
+        if sqs_client is None or dynamodb_client is None:
+            made = make_clients(counter=self.request_counter)
+            sqs_client, dynamodb_client = sqs_client or made.sqs, dynamodb_client or made.dynamodb
+        if self.request_counter is not None:
+            self.request_counter.attach(sqs_client)
+            self.request_counter.attach(dynamodb_client)
+        return sqs_client, dynamodb_client
+
+    # --- the consumer thread -------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start long-polling in a background thread (a second call while running is a no-op)."""
+        if self._thread is not None and self._thread.is_alive():
+            self.log.warning("SqsAdapter.start(): the consumer is already running")
+            return
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self._consume, name="flowcraft-sqs-consumer", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float | None = None) -> bool:
+        """Stop polling after the current batch; True if the thread ended within `timeout`.
+
+        Stopping can take up to one long poll (`wait_time_seconds`) plus the batch in hand;
+        messages that arrive after the stop was asked for are released at once.
+        """
+        self._stopping.set()
+        thread = self._thread
+        if thread is None:
+            return True
+        thread.join(timeout)
+        return not thread.is_alive()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _consume(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        try:
+            while not self._stopping.is_set():
+                try:
+                    self.poll_once()
+                except Exception:
+                    self.log.exception("receiving or processing a batch failed; retrying")
+                    self._stopping.wait(RECEIVE_RETRY_DELAY_S)
+        finally:
+            self._loop.close()
+            self._loop = None
+
+    def poll_once(self, wait_time_seconds: int | None = None) -> list[JobResult]:
+        """Receive one batch, process it and settle its messages (delete, requeue)."""
+        wait = self.wait_time_seconds if wait_time_seconds is None else wait_time_seconds
+        messages = self.queue.receive(self.batch_size, wait, self.visibility_timeout)
+        if messages and self._stopping.is_set():
+            self.queue.change_visibility([m.receipt for m in messages], 0)  # for another worker
+            return []
+        return self.process_messages(messages) if messages else []
+
+    def process_messages(
+        self, messages: Sequence[Received], *, settle: bool = True, deadline: float | None = None
+    ) -> list[JobResult]:
+        """Process received messages; `settle` deletes the finished ones and requeues as planned.
+
+        `deadline` (a `clock()` time) stops local continuation, so a Lambda returns in time.
+        """
+        return self._run(self._process(messages, settle, deadline))
+
+    def _run(self, coroutine: Any) -> Any:
+        if self._loop is not None and threading.current_thread() is self._thread:
+            return self._loop.run_until_complete(coroutine)
+        return asyncio.run(coroutine)
+
+    async def _process(self, messages: Sequence[Received], settle: bool, deadline: float | None) -> list[JobResult]:
+        planned = await asyncio.to_thread(self.engine.plan_messages, messages)
+        batch = _Batch(self.queue, self.log, self.clock()) if settle else None
+        groups = _same_job_groups(planned)
+        outcomes = await asyncio.gather(
+            *(self._handle_group([planned[i] for i in group], batch, deadline) for group in groups)
+        )
+        results: list[JobResult] = [None] * len(planned)  # type: ignore[list-item]
+        for group, group_results in zip(groups, outcomes, strict=True):
+            for index, result in zip(group, group_results, strict=True):
+                results[index] = result
+        if batch is not None:
+            await asyncio.to_thread(batch.settle)
+        return results
+
+    async def _handle_group(self, group: list[Planned], batch: _Batch | None, deadline: float | None) -> list[JobResult]:
+        """Copies of one job in one batch (at-least-once delivery): run it once, settle all."""
+        first = await self._handle(group[0], batch, deadline)
+        results = [first]
+        for copy in group[1:]:
+            if first.done:
+                if batch is not None and copy.received is not None:
+                    batch.finish(copy.received.receipt)
+                results.append(self._result(copy, SKIPPED, detail="a copy of a job earlier in the batch"))
+            else:
+                results.append(self._result(copy, FAILED, detail=first.detail, error=first.error))
+        return results
+
+    # --- one message ---------------------------------------------------------------------
+
+    def handle_job(self, job: Job | Mapping[str, Any]) -> JobResult:
+        """Process one job synchronously: plan, execute if needed, commit, perform effects.
+
+        A malformed job is rejected by the bad-message policy; if processing raises, so does
+        this (nothing was lost: the caller can retry the job).
+        """
+        result = self._run(self.handle_job_async(job))
+        if result.outcome == FAILED and result.error is not None:
+            raise result.error
+        return result
+
+    async def handle_job_async(self, job: Job | Mapping[str, Any]) -> JobResult:
+        try:
+            parsed = job if isinstance(job, Job) else parse_job(dict(job))
+        except MalformedMessage as exc:
+            return await self._handle(Planned(None, None, error=f"malformed message: {exc}"), None, None)
+        planned = await asyncio.to_thread(self.engine.plan_job, parsed)
+        return await self._handle(planned, None, None)
+
+    async def _handle(self, p: Planned, batch: _Batch | None, deadline: float | None) -> JobResult:
+        try:
+            result = await self._dispatch(p, batch, deadline)
+        except Exception as exc:
+            self._log_failure(p, exc)
+            return self._result(p, FAILED, detail=f"{type(exc).__name__}: {exc}", error=exc)
+        if batch is not None and p.received is not None:
+            if result.done:
+                batch.finish(p.received.receipt)
+            elif result.retry_after_s is not None:
+                batch.requeue(p.received.receipt, result.retry_after_s)
+        return result
+
+    async def _dispatch(self, p: Planned, batch: _Batch | None, deadline: float | None) -> JobResult:
+        if p.error is not None:
+            self._log_bad_message(p)
+            await asyncio.to_thread(self._perform, p.effects)
+            return self._result(p, REJECTED, detail=p.error)
+        if p.requeue_after_s is not None:
+            return self._result(p, REQUEUED, retry_after_s=p.requeue_after_s)
+        if p.execute is not None:
+            lease = self._lease(p.received, batch)
+            hops = await self._run_chain(p.execute, lease, deadline)
+            return self._result(p, EXECUTED, hops=hops)
+        await asyncio.to_thread(self._replay, p)
+        return self._result(p, REPLAYED if (p.effects.sends or p.effects.publishes) else SKIPPED)
+
+    def _result(self, p: Planned, outcome: str, **fields: Any) -> JobResult:
+        return JobResult(
+            outcome,
+            run_id=p.job.run_id if p.job else None,
+            node_id=p.job.node_id if p.job else None,
+            message_id=p.received.message_id if p.received else None,
+            **fields,
+        )
+
+    # --- execution and local continuation ------------------------------------------------
+
+    async def _run_chain(self, execute: Execute | None, lease: _Lease | None, deadline: float | None) -> int:
+        hops = 0
+        while execute is not None:
+            completion = await self._execute(execute)
+            effects, state, ours = await asyncio.to_thread(self._complete, execute, completion)
+            hops += 1
+            following = self._continuation(effects, state, execute.blueprint, hops, deadline) if ours else None
+            await asyncio.to_thread(self._perform, effects)
+            if following is not None and lease is not None:
+                await asyncio.to_thread(lease.keep)
+            execute = following
+        return hops
+
+    def _complete(self, execute: Execute, completion: protocol.NodeCompletion) -> tuple[Effects, RunState, bool]:
+        """Engine.complete, plus whether the commit was ours: only then may the chain go on.
+
+        If another worker committed the node first (a duplicate delivery), its worker
+        continues the chain; continuing here too would run every later node twice.
+        """
+        self._witness.forget()
+        effects, state = self.engine.complete(execute, completion)
+        return effects, state, self._witness.wrote(state)
+
+    async def _execute(self, execute: Execute) -> protocol.NodeCompletion:
+        state, job = execute.state, execute.job
+        return await run_node(
+            execute.blueprint, job.node_id, dict(state.context), state.run_id,
+            self.registry, self.dependencies, self.middleware, logger=self.log,
+        )
+
+    def _continuation(
+        self, effects: Effects, state: RunState, bp: Blueprint, hops: int, deadline: float | None
+    ) -> Execute | None:
+        """Take the first job the commit fired out of `effects.sends`, to run it here next."""
+        if not self.local_continuation or hops >= self.max_chain_length:
+            return None
+        if deadline is not None and self.clock() >= deadline:
+            return None
+        for index, job in enumerate(effects.sends):
+            if job.delay_until is not None:
+                continue  # must not run before its time: SQS holds it
+            if protocol.plan_job(state, bp, job.node_id).action is JobAction.EXECUTE:
+                del effects.sends[index]
+                return Execute(job, state, bp)
+        return None
+
+    def _replay(self, p: Planned) -> None:
+        self._perform(p.effects)
+        redelivered = p.received is not None and p.received.receive_count > 1
+        if self.local_continuation and redelivered and p.job is not None:
+            self._resend_chain(p.job)
+
+    def _resend_chain(self, job: Job) -> None:
+        """After a crash mid-chain: re-send what the chain's committed nodes fired and nobody ran.
+
+        The engine's replay re-sent what `job`'s own node fired. A chain continues with the
+        first fired node, so follow that path through committed nodes (one read, only for
+        redelivered messages) and re-send their other fired nodes that are still outstanding.
+        """
+        state = self.store.load_runs([job.run_id]).get(job.run_id)
+        bp = self.blueprints.get(job.blueprint_id)
+        if state is None or bp is None or state.is_final:
+            return
+        node_id, resend = job.node_id, []
+        for depth in range(self.max_chain_length):
+            plan = protocol.plan_job(state, bp, node_id)
+            if plan.action is not JobAction.REPLAY or not plan.fired:
+                break
+            if depth > 0:
+                resend += [t for t in plan.fired if _waiting(state, t)]
+            node_id = plan.fired[0]
+        if resend:
+            self.log.warning("run %s: re-sending %s after an interrupted chain", job.run_id, resend)
+            self.queue.send_jobs([Job(job.run_id, bp.id, t) for t in dict.fromkeys(resend)])
+
+    def _lease(self, received: Received | None, batch: _Batch | None) -> _Lease | None:
+        if received is None or batch is None or not self.local_continuation:
+            return None
+        return _Lease(self.queue, received.receipt, self._visibility_s, self.clock, batch)
+
+    def _visibility_s(self) -> int:
+        """The visibility our receives get: ours, else the queue's (asked once), else SQS's default."""
+        if self._lease_visibility_s is None:
+            ask = getattr(self.queue, "default_visibility_s", None)
+            self._lease_visibility_s = int(ask()) if callable(ask) else SQS_DEFAULT_VISIBILITY_S
+        return self._lease_visibility_s
+
+    # --- effects, logging ----------------------------------------------------------------
+
+    def _perform(self, effects: Effects) -> None:
+        perform(effects, self.queue, self._statuses_for_effects, self.clock)
+
+    def _log_bad_message(self, p: Planned) -> None:
+        where = f"message {p.received.message_id}" if p.received else "direct job"
+        self.log.error("dropping %s: %s", where, p.error)
+
+    def _log_failure(self, p: Planned, exc: Exception) -> None:
+        where = f"message {p.received.message_id}" if p.received else "direct job"
+        job = f"run {p.job.run_id} node {p.job.node_id}" if p.job else "unparsed job"
+        if isinstance(exc, TransientError):
+            self.log.warning("%s (%s) will be retried: %s", where, job, exc)
+        else:
+            self.log.error("%s (%s) failed and will be retried", where, job, exc_info=exc)
+
+    # --- client-side helpers -------------------------------------------------------------
+
+    def enqueue_job(self, job: Job | Mapping[str, Any]) -> None:
+        """Put one job on the queue: one message whose JSON body is the job."""
+        self.queue.send_jobs([job if isinstance(job, Job) else parse_job(dict(job))])
+
+    def cancel(self, run_id: str, reason: str = "cancelled") -> str:
+        """Cancel a run: nothing new starts; running nodes may finish. Returns the final status."""
+        try:
+            effects = self.engine.end_run(run_id, protocol.CANCELLED, reason)
+        except KeyError:
+            raise RunStateError(f"run '{run_id}' has no state in the contexts table") from None
+        self._perform(effects)
+        return effects.publishes[0][1].status if effects.publishes else protocol.CANCELLED
+
+    def resume_with_action(self, run_id: str, action: str, output: Any = None) -> Any:
+        raise NotImplementedError("resume_with_action is not implemented yet for SqsAdapter")
+
+    def register_webhook_endpoint(self, run_id: str, node_id: str) -> Any:
+        raise NotImplementedError("register_webhook_endpoint not implemented for SqsAdapter")
+
+
+class _Batch:
+    """The messages of one receive: deleted together (one DeleteMessageBatch) when finished."""
+
+    def __init__(self, queue: Any, logger: Any, received_at: float) -> None:
+        self.queue = queue
+        self.log = logger
+        self.received_at = received_at
+        self._finished: list[str] = []
+        self._requeues: dict[int, list[str]] = {}
+        self._lock = threading.Lock()
+
+    def finish(self, receipt: str) -> None:
+        with self._lock:
+            self._finished.append(receipt)
+
+    def flush(self) -> None:
+        """Delete what is finished now (a long chain of another message must not hold them)."""
+        with self._lock:
+            receipts, self._finished = self._finished, []
+        if receipts:
+            failed = self.queue.delete(receipts)
+            if failed:
+                self.log.warning("%d message(s) not deleted; they will be redelivered and replayed", len(failed))
+
+    def requeue(self, receipt: str, seconds: int) -> None:
+        with self._lock:
+            self._requeues.setdefault(seconds, []).append(receipt)
+
+    def settle(self) -> None:
+        """Delete the finished messages, make the requeued ones visible again after their delay."""
+        self.flush()
+        for seconds, receipts in self._requeues.items():
+            self.queue.change_visibility(receipts, seconds)
+
+
+class _Lease:
+    """Keeps one message invisible while its local chain runs (ChangeMessageVisibility)."""
+
+    def __init__(self, queue: Any, receipt: str, visibility_s: Callable[[], int],
+                 clock: Callable[[], float], batch: _Batch) -> None:
+        self.queue = queue
+        self.receipt = receipt
+        self.visibility_s = visibility_s
+        self.clock = clock
+        self.batch = batch
+        self.extended_at = batch.received_at
+
+    def keep(self) -> None:
+        """Extend once half the visibility has passed; deleting finished batch-mates first."""
+        now = self.clock()
+        visibility = self.visibility_s()
+        if now - self.extended_at < visibility / 2:
+            return
+        self.batch.flush()
+        self.queue.change_visibility([self.receipt], visibility)
+        self.extended_at = now
+
+
+class _TouchesNeverRaise:
+    """The status table for `perform`, except that a failed `touch` is logged, not raised.
+
+    A touch only tells the reconciler the run is alive; failing the message for it would
+    replay work that is done (TS's onJobStart swallows these errors too).
+    """
+
+    def __init__(self, statuses: Any, logger: Any) -> None:
+        self._statuses = statuses
+        self._log = logger
+
+    def publish(self, *args: Any, **kwargs: Any) -> bool:
+        return bool(self._statuses.publish(*args, **kwargs))
+
+    def touch(self, run_id: str, now: float) -> None:
+        try:
+            self._statuses.touch(run_id, now)
+        except Exception as exc:
+            self._log.warning("run %s: status touch failed (%s); the run goes on", run_id, exc)
+
+
+class _WriteWitness:
+    """The run store, noting per thread which run version this thread's last write created."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+        self._local = threading.local()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def write(self, commit: Any, expected_version: int) -> Any:
+        result = self._store.write(commit, expected_version)
+        if result.ok:
+            self._local.written = (commit.state.run_id, expected_version + 1)
+        return result
+
+    def forget(self) -> None:
+        self._local.written = None
+
+    def wrote(self, state: RunState) -> bool:
+        return getattr(self._local, "written", None) == (state.run_id, state.version)
+
+
+def _same_job_groups(planned: Sequence[Planned]) -> list[list[int]]:
+    """Indexes of `planned`, with the executions of one (run, node) grouped, in order."""
+    groups: dict[Any, list[int]] = {}
+    for index, item in enumerate(planned):
+        key = item.execute.job.key if item.execute is not None else index
+        groups.setdefault(key, []).append(index)
+    return list(groups.values())
+
+
+def _waiting(state: RunState, node_id: str) -> bool:
+    return node_id not in state.meta.results and state.meta.outstanding.get(node_id, 0) > 0
+
+
+def normalize_runtime_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """`runtime_options` with snake_case keys; ConfigError names an unknown key."""
+    normalized: dict[str, Any] = {}
+    for key, value in (options or {}).items():
+        name = re.sub(r"(?<!^)(?=[A-Z])", "_", key).lower()
+        if name in IGNORED_RUNTIME_OPTIONS:
+            log.debug("runtime option %r has no effect in flowcraft_sqs", key)
+            continue
+        if name not in RUNTIME_OPTIONS:
+            known = ", ".join(sorted(RUNTIME_OPTIONS))
+            raise ConfigError(f"unknown runtime option {key!r}; known: {known}")
+        normalized[name] = value
+    return normalized
+
+
+def _default_evaluator() -> Any:
+    from .expressions import DefaultEvaluator
+
+    return DefaultEvaluator()

@@ -1,0 +1,95 @@
+"""The seam between node execution (`nodes`) and the run protocol (`protocol`).
+
+Builds a node's context from the run's snapshot, and turns a `NodeOutcome` into the
+`NodeCompletion` plain data the protocol commits. Shared by the in-process runtime and
+the distributed executors so both prepare and report nodes identically.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+from .blueprint import Blueprint, Node
+from .node_context import NodeContext, RunContextView
+from .nodes import execute_node
+from .protocol import NodeCompletion, resolve_node_input
+
+
+def node_context_for(
+    bp: Blueprint,
+    node: Node,
+    snapshot: Mapping[str, Any],
+    run_id: str,
+    dependencies: Mapping[str, Any],
+    signal: Any = None,
+    attempt: int = 1,
+) -> NodeContext:
+    """The NodeContext a node runs with: the run's snapshot, its resolved input, its params."""
+    return NodeContext(
+        context=RunContextView(snapshot),
+        # A copy, so a node changing its input in place cannot alter the run's state unrecorded.
+        input=copy.deepcopy(resolve_node_input(snapshot, node)),
+        params=dict(node.params),
+        dependencies=dict(dependencies),
+        signal=signal,
+        node_id=node.id,
+        run_id=run_id,
+        blueprint_id=bp.id,
+        attempt=attempt,
+    )
+
+
+def completion_from_outcome(node_id: str, outcome: Any) -> NodeCompletion:
+    """Plain data for the protocol from what `execute_node` returned."""
+    if outcome.error is not None:
+        return NodeCompletion(error=str(outcome.error))
+    result = outcome.result
+    return NodeCompletion(
+        output=result.output,
+        action=result.action,
+        context_sets=dict(outcome.context_writes),
+        context_deletes=frozenset(outcome.context_deletes),
+        fallback_node_id=outcome.fallback_node_id if outcome.fallback_executed else None,
+        catch_error=outcome.catch_error,
+    )
+
+
+async def run_node(
+    bp: Blueprint,
+    node_id: str,
+    snapshot: Mapping[str, Any],
+    run_id: str,
+    registry: Mapping[str, Any],
+    dependencies: Mapping[str, Any],
+    middleware: Sequence[Any] = (),
+    signal: Any = None,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    logger: Any = None,
+) -> NodeCompletion:
+    """Execute one node (and its fallback, inline) against a snapshot; plain data out.
+
+    The one way a node is run: by the in-process runtime, the single-process adapter
+    and the executor processes alike.
+    """
+    node = bp.node_by_id[node_id]
+    ctx = node_context_for(bp, node, snapshot, run_id, dependencies, signal)
+    fallback = bp.node_by_id.get(node.fallback) if node.fallback else None
+
+    def fallback_context(_definition: Mapping[str, Any]) -> NodeContext:
+        assert fallback is not None
+        return node_context_for(bp, fallback, snapshot, run_id, dependencies, signal)
+
+    outcome = await execute_node(
+        node=dict(node.definition),
+        registry=registry,
+        context=ctx,
+        middleware=middleware,
+        fallback_node=dict(fallback.definition) if fallback else None,
+        make_fallback_context=fallback_context if fallback else None,
+        sleep=sleep,
+        logger=logger,
+    )
+    return completion_from_outcome(node_id, outcome)

@@ -1,0 +1,305 @@
+"""The job engine: one message's way through the protocol, with the I/O kept outside.
+
+    received message --parse--> Job --load (one consistent batch read)--> RunState
+        --plan--> Execute | Ack | Requeue
+    Execute --(node runs elsewhere: this process, or an executor process)--> NodeCompletion
+        --complete--> conditional commit (retried on version conflict) --> Effects
+
+`Effects` are what the caller must still do, in this order, before it deletes the
+message: send `sends`, publish `publishes`, touch `touches`. State is written first,
+successors are enqueued next, the message is deleted last (contract §4): a crash at any
+point leaves the message to be redelivered, and a redelivered job finds its node
+committed and replays the same routing instead of executing again.
+
+Both the single-process `SqsAdapter` and the multiprocess receivers drive this class,
+so the protocol exists once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import protocol
+from .blueprint import Blueprint
+from .errors import ContextTooLarge, MalformedMessage, ValueNotStorable
+from .messages import Job, parse_job
+from .ports import Received, RunStore
+from .protocol import Commit, FinalStatus, JobAction, NodeCompletion, RunState
+
+log = logging.getLogger("flowcraft_sqs.engine")
+
+MAX_COMMIT_ATTEMPTS = 50  # version conflicts come from parallel branches of one run; each retry is one request
+VERSION_MISMATCH_RETRY_S = 30  # a job for another blueprint version goes back to the queue for this long
+# A duplicate of a job already executing here waits this long and is then planned again:
+# by then the first copy has committed, so the duplicate replays instead of executing twice.
+DUPLICATE_RETRY_S = 2
+
+
+@dataclass(frozen=True)
+class Execute:
+    """Run `job.node_id` with `state` as its snapshot, then call `Engine.complete`."""
+
+    job: Job
+    state: RunState
+    blueprint: Blueprint
+
+
+@dataclass
+class Effects:
+    sends: list[Job] = field(default_factory=list)
+    publishes: list[tuple[RunState, FinalStatus]] = field(default_factory=list)
+    touches: list[str] = field(default_factory=list)
+
+    def merge(self, other: Effects) -> None:
+        self.sends.extend(other.sends)
+        self.publishes.extend(other.publishes)
+        self.touches.extend(other.touches)
+
+
+@dataclass
+class Planned:
+    """What to do with one received message."""
+
+    received: Received | None
+    job: Job | None
+    execute: Execute | None = None
+    effects: Effects = field(default_factory=Effects)
+    requeue_after_s: int | None = None  # leave the message in the queue, visible again after this
+    error: str | None = None  # why a message was dropped (logged by the caller's policy)
+
+
+class Engine:
+    """Plans jobs and commits their outcomes against a `RunStore`."""
+
+    def __init__(
+        self,
+        blueprints: Mapping[str, Blueprint],
+        store: RunStore,
+        evaluator: Any,
+        clock: Callable[[], float],
+        touch_interval_s: float = 60.0,
+    ) -> None:
+        self.blueprints = blueprints
+        self.store = store
+        self.evaluator = evaluator
+        self.clock = clock
+        self.touch_interval_s = touch_interval_s
+        self._executing: set[tuple[str, str]] = set()
+        self._executing_lock = threading.Lock()
+
+    # --- intake ------------------------------------------------------------------------
+
+    def plan_messages(self, messages: Sequence[Received]) -> list[Planned]:
+        """Parse, read every run once (one batch read), and decide what each message does."""
+        parsed: list[Planned] = []
+        for message in messages:
+            try:
+                parsed.append(Planned(message, parse_job(message.body)))
+            except MalformedMessage as exc:
+                parsed.append(Planned(message, None, error=f"malformed message: {exc}"))
+        jobs = [p.job for p in parsed if p.job is not None]
+        states = self.store.load_runs(sorted({j.run_id for j in jobs})) if jobs else {}
+        for item in parsed:
+            if item.job is not None:
+                self._plan_into(item, item.job, states.get(item.job.run_id))
+        return parsed
+
+    def plan_job(self, job: Job) -> Planned:
+        """The same decision for a single job (Lambda, `handle_job`)."""
+        state = self.store.load_runs([job.run_id]).get(job.run_id)
+        planned = Planned(None, job)
+        self._plan_into(planned, job, state)
+        return planned
+
+    def _plan_into(self, item: Planned, job: Job, state: RunState | None) -> None:
+        bp = self.blueprints.get(job.blueprint_id)
+        if state is None:
+            item.error = f"run '{job.run_id}' has no state in the contexts table (job for node '{job.node_id}')"
+            return
+        if bp is None:
+            reason = f"Blueprint with ID '{job.blueprint_id}' not found in the worker's runtime registry."
+            item.effects = self._end(state, protocol.FAILED, reason)
+            item.error = reason
+            return
+        state = self._adopt(state, bp)
+        plan = protocol.plan_job(state, bp, job.node_id)
+        self._apply_plan(item, job, state, bp, plan)
+
+    def _adopt(self, state: RunState, bp: Blueprint) -> RunState:
+        """A run seeded by another client has no bookkeeping yet: start it as that client did."""
+        if state.version == 0 and not state.meta.blueprint_id:
+            adopted = protocol.adopt_seeded_run(bp, state.run_id, state.context, self.clock())
+            return RunState(state.run_id, adopted.context, adopted.meta, 0, state.attr_sizes)
+        return state
+
+    def _apply_plan(
+        self, item: Planned, job: Job, state: RunState, bp: Blueprint, plan: protocol.JobPlan
+    ) -> None:
+        action = plan.action
+        if action is JobAction.EXECUTE:
+            if self._claim(job.key):
+                item.execute = Execute(job, state, bp)
+            else:
+                item.requeue_after_s = DUPLICATE_RETRY_S
+        elif action is JobAction.REPLAY:
+            item.effects = self._replay(state, bp, plan)
+        elif action is JobAction.CONSUME:
+            item.effects = self._write_until_done(job, state, bp, None)
+        elif action is JobAction.VERSION_MISMATCH:
+            item.requeue_after_s = VERSION_MISMATCH_RETRY_S
+            log.warning("run %s node %s: %s; returned to the queue", job.run_id, job.node_id, plan.detail)
+        elif action is JobAction.UNKNOWN_NODE:
+            item.error = f"run '{job.run_id}': {plan.detail}"
+        # SKIP: acknowledged, nothing to do.
+
+    def _claim(self, key: tuple[str, str]) -> bool:
+        """Mark a job as executing here; False if a copy of it already is."""
+        with self._executing_lock:
+            if key in self._executing:
+                return False
+            self._executing.add(key)
+            return True
+
+    def release(self, execute: Execute) -> None:
+        """Forget an execution that ends without a commit (its executor died: redelivery)."""
+        with self._executing_lock:
+            self._executing.discard(execute.job.key)
+
+    def claim_continuation(self, execute: Execute) -> bool:
+        """Claim a job continued locally (not received from the queue)."""
+        return self._claim(execute.job.key)
+
+    def _replay(self, state: RunState, bp: Blueprint, plan: protocol.JobPlan) -> Effects:
+        """A committed node's job again: re-send what its commit fired, re-publish the end."""
+        effects = Effects()
+        if not state.is_final:
+            effects.sends = [Job(state.run_id, bp.id, target) for target in plan.fired
+                             if target not in state.meta.results]
+        else:
+            effects.publishes.append((state, FinalStatus(state.status, state.meta.reason)))
+        return effects
+
+    # --- completion --------------------------------------------------------------------
+
+    def complete(self, execute: Execute, completion: NodeCompletion) -> tuple[Effects, RunState]:
+        """Commit a node's outcome; returns the effects still to perform and the new state."""
+        try:
+            return self._commit_loop(execute.job, execute.state, execute.blueprint, completion)
+        finally:
+            self.release(execute)
+
+    def _write_until_done(
+        self, job: Job, state: RunState, bp: Blueprint, completion: NodeCompletion | None
+    ) -> Effects:
+        effects, _ = self._commit_loop(job, state, bp, completion)
+        return effects
+
+    def _commit_loop(
+        self, job: Job, state: RunState, bp: Blueprint, completion: NodeCompletion | None
+    ) -> tuple[Effects, RunState]:
+        for _ in range(MAX_COMMIT_ATTEMPTS):
+            plan = protocol.plan_job(state, bp, job.node_id)
+            if plan.action is JobAction.REPLAY:
+                return self._replay(state, bp, plan), state
+            if plan.action not in (JobAction.EXECUTE, JobAction.CONSUME):
+                return Effects(), state  # run ended meanwhile, or the job is no longer expected
+            commit = self._build_commit(state, bp, job.node_id, completion)
+            attempt = self._write(commit, state)
+            if attempt.written is not None:
+                return self._effects_of(attempt.commit, attempt.written, bp), attempt.written
+            state = self._adopt(attempt.current or self._reload(job.run_id), bp)
+        raise RuntimeError(f"run '{job.run_id}': gave up after {MAX_COMMIT_ATTEMPTS} version conflicts")
+
+    def _build_commit(
+        self, state: RunState, bp: Blueprint, node_id: str, completion: NodeCompletion | None
+    ) -> Commit:
+        now = self.clock()
+        if completion is None:
+            return protocol.consume_job(state, node_id, now)
+        return protocol.commit_node(
+            state, bp, node_id, completion, self.evaluator, now, self.touch_interval_s
+        )
+
+    def _write(self, commit: Commit, state: RunState) -> _WriteAttempt:
+        """Write `commit`; if its values cannot be stored, fail the run instead (state intact)."""
+        try:
+            result = self.store.write(commit, state.version)
+        except (ContextTooLarge, ValueNotStorable) as exc:
+            log.error("run %s: %s", state.run_id, exc)
+            commit = protocol.end_run(state, protocol.FAILED, str(exc), self.clock())
+            result = self.store.write(commit, state.version)
+        if result.ok:
+            return _WriteAttempt(commit, _bumped(commit.state, state.version), None)
+        return _WriteAttempt(commit, None, result.current)
+
+    def _reload(self, run_id: str) -> RunState:
+        fresh = self.store.load_runs([run_id]).get(run_id)
+        if fresh is None:
+            raise RuntimeError(f"run '{run_id}' disappeared from the contexts table")
+        return fresh
+
+    def _effects_of(self, commit: Commit, written: RunState, bp: Blueprint) -> Effects:
+        effects = Effects()
+        effects.sends = [Job(written.run_id, bp.id, target) for target in commit.fired]
+        if commit.final is not None:
+            effects.publishes.append((written, commit.final))
+        if commit.touch:
+            effects.touches.append(written.run_id)
+        return effects
+
+    # --- run-level changes -------------------------------------------------------------
+
+    def _end(self, state: RunState, status: str, reason: str) -> Effects:
+        """Fail or cancel a run (retrying conflicts); the final status is published once."""
+        for _ in range(MAX_COMMIT_ATTEMPTS):
+            if state.is_final:
+                return Effects(publishes=[(state, FinalStatus(state.status, state.meta.reason))])
+            commit = protocol.end_run(state, status, reason, self.clock())
+            result = self.store.write(commit, state.version)
+            if result.ok:
+                written = _bumped(commit.state, state.version)
+                return Effects(publishes=[(written, FinalStatus(status, reason))])
+            state = result.current or self._reload(state.run_id)
+        raise RuntimeError(f"run '{state.run_id}': gave up ending the run after version conflicts")
+
+    def end_run(self, run_id: str, status: str, reason: str) -> Effects:
+        state = self.store.load_runs([run_id]).get(run_id)
+        if state is None:
+            raise KeyError(run_id)
+        bp = self.blueprints.get(state.meta.blueprint_id) if state.meta.blueprint_id else None
+        if bp is not None:
+            state = self._adopt(state, bp)
+        return self._end(state, status, reason)
+
+
+@dataclass(frozen=True)
+class _WriteAttempt:
+    commit: Commit  # what was written (a run failure replaces an unstorable node result)
+    written: RunState | None  # the state after a successful write
+    current: RunState | None  # the stored state after a version conflict, when the store returned it
+
+
+def _bumped(state: RunState, old_version: int) -> RunState:
+    return RunState(state.run_id, state.context, state.meta, old_version + 1, state.attr_sizes)
+
+
+def is_seeded_without_meta(state: RunState) -> bool:
+    return state.version == 0 and not state.meta.blueprint_id
+
+
+def perform(effects: Effects, queue: Any, statuses: Any, clock: Callable[[], float]) -> None:
+    """Carry out a message's effects in the durable order: send, then publish, then touch.
+
+    The caller deletes the message only after this returns.
+    """
+    if effects.sends:
+        queue.send_jobs(effects.sends)
+    for state, final in effects.publishes:
+        context = protocol.public_context(state) if final.status == protocol.COMPLETED else None
+        statuses.publish(state.run_id, final.status, final.reason, context, clock())
+    for run_id in effects.touches:
+        statuses.touch(run_id, clock())

@@ -1,0 +1,495 @@
+"""The run protocol, as pure functions over plain data.
+
+One run's whole state is a `RunState`: the flat context map the nodes see, plus
+`RunMeta`, the bookkeeping that makes the distributed protocol exact:
+
+- `outstanding`: node id -> number of jobs queued or running. A run completes when
+  this is empty (FIX of TS's "every structural terminal has output" rule).
+- `results`: node id -> the committed result's action and the successors its commit
+  fired. Presence is the completion marker; a redelivered job routes from here, so it
+  routes exactly as the first time (FIX: TS loses the action).
+- `arrivals`: join node id -> the set of predecessors that arrived. A join fires once,
+  when the set is complete (FIX: TS counts, so redelivery double-counts).
+- `status`, `reason`: the run's status; final statuses never change again.
+
+Every function here returns new values and performs nothing: the in-process runtime
+and the distributed worker both drive these same functions, and the storage edge
+turns a `Commit` into one conditional write.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from enum import Enum
+from typing import Any, Protocol
+
+from .blueprint import Blueprint, Edge, Node
+from .jsvalues import UNDEFINED, defined_or_none, truthy
+
+RUNNING = "running"
+AWAITING = "awaiting"
+COMPLETED = "completed"
+FAILED = "failed"
+CANCELLED = "cancelled"
+ACTIVE_STATUSES = frozenset({RUNNING, AWAITING})
+FINAL_STATUSES = frozenset({COMPLETED, FAILED, CANCELLED})
+
+OUTPUTS_PREFIX = "_outputs."
+INPUTS_PREFIX = "_inputs."
+CATCH_ERROR_KEY = "_catch_error"
+
+
+class Evaluator(Protocol):
+    def evaluate(self, expression: str, scope: dict[str, Any]) -> Any: ...
+
+
+@dataclass(frozen=True)
+class RunMeta:
+    blueprint_id: str
+    blueprint_version: str | None
+    status: str = RUNNING
+    reason: str | None = None
+    outstanding: Mapping[str, int] = field(default_factory=dict)
+    results: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    arrivals: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    created_at: float = 0.0
+    touched_at: float = 0.0
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "bp": self.blueprint_id,
+            "ver": self.blueprint_version,
+            "st": self.status,
+            "out": dict(self.outstanding),
+            "res": {k: dict(v) for k, v in self.results.items()},
+            "arr": {k: list(v) for k, v in self.arrivals.items()},
+            "ca": self.created_at,
+            "ta": self.touched_at,
+        }
+        if self.reason is not None:
+            data["why"] = self.reason
+        if self.extra:
+            data["x"] = dict(self.extra)
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RunMeta:
+        return cls(
+            blueprint_id=data["bp"],
+            blueprint_version=data.get("ver"),
+            status=data.get("st", RUNNING),
+            reason=data.get("why"),
+            outstanding=dict(data.get("out") or {}),
+            results={k: dict(v) for k, v in (data.get("res") or {}).items()},
+            arrivals={k: tuple(v) for k, v in (data.get("arr") or {}).items()},
+            created_at=float(data.get("ca") or 0.0),
+            touched_at=float(data.get("ta") or 0.0),
+            extra=dict(data.get("x") or {}),
+        )
+
+
+@dataclass(frozen=True)
+class RunState:
+    """A run as stored: context, bookkeeping and the version used for optimistic writes.
+
+    `version` 0 means nothing of ours is stored yet (a run seeded by the TypeScript-style
+    client, or a run not yet written by the in-process runtime).
+    """
+
+    run_id: str
+    context: Mapping[str, Any]
+    meta: RunMeta
+    version: int = 0
+    # Stored size of each attribute, kept by the storage edge for the 400 KB check.
+    attr_sizes: Mapping[str, int] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def status(self) -> str:
+        return self.meta.status
+
+    @property
+    def is_final(self) -> bool:
+        return self.meta.status in FINAL_STATUSES
+
+
+@dataclass(frozen=True)
+class FinalStatus:
+    status: str
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Commit:
+    """What one step changes: apply `sets`/`deletes` and `state.meta`, then enqueue `fired`."""
+
+    state: RunState
+    sets: Mapping[str, Any]
+    deletes: frozenset[str]
+    fired: tuple[str, ...]
+    final: FinalStatus | None = None
+    touch: bool = False
+
+
+class JobAction(Enum):
+    EXECUTE = "execute"  # run the node, then commit
+    REPLAY = "replay"  # already committed: re-send what its commit fired, re-publish a final status
+    CONSUME = "consume"  # a job with nothing to run (fallback-only start node): commit its removal
+    SKIP = "skip"  # nothing to do (run finished, or a job nobody expects): just acknowledge
+    UNKNOWN_NODE = "unknown_node"  # the node id is not in the blueprint: bad message
+    VERSION_MISMATCH = "version_mismatch"  # another blueprint version owns this run: requeue
+
+
+@dataclass(frozen=True)
+class JobPlan:
+    action: JobAction
+    node_id: str
+    detail: str = ""
+    fired: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class NodeCompletion:
+    """A node's outcome as the protocol needs it: plain data from an executor."""
+
+    output: Any = UNDEFINED
+    action: str | None = None
+    error: str | None = None  # the failure reason, "Node 'X' failed: <message>"
+    context_sets: Mapping[str, Any] = field(default_factory=dict)
+    context_deletes: frozenset[str] = frozenset()
+    fallback_node_id: str | None = None
+    catch_error: Mapping[str, Any] | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None
+
+
+# --- starting a run ---------------------------------------------------------------------
+
+
+def new_run(
+    bp: Blueprint, run_id: str, initial_context: Mapping[str, Any], now: float
+) -> RunState:
+    """A fresh run: every start node is outstanding (its job is about to be enqueued)."""
+    meta = RunMeta(
+        blueprint_id=bp.id,
+        blueprint_version=bp.version,
+        outstanding={node_id: 1 for node_id in bp.start_node_ids},
+        created_at=now,
+        touched_at=now,
+    )
+    return RunState(run_id=run_id, context=dict(initial_context), meta=meta, version=0)
+
+
+def adopt_seeded_run(
+    bp: Blueprint, run_id: str, context: Mapping[str, Any], now: float
+) -> RunState:
+    """A run seeded without our bookkeeping (the seed document's client).
+
+    That client enqueued every structural start node, fallback-only ones included,
+    so all of them are outstanding.
+    """
+    meta = RunMeta(
+        blueprint_id=bp.id,
+        blueprint_version=bp.version,
+        outstanding={node_id: 1 for node_id in bp.structural_start_ids},
+        created_at=now,
+        touched_at=now,
+    )
+    return RunState(run_id=run_id, context=dict(context), meta=meta, version=0)
+
+
+# --- deciding what a job does -----------------------------------------------------------
+
+
+def plan_job(state: RunState, bp: Blueprint, node_id: str) -> JobPlan:
+    """What a job for `node_id` must do, given the run's stored state."""
+    meta = state.meta
+    if node_id not in bp.node_by_id:
+        return JobPlan(JobAction.UNKNOWN_NODE, node_id, f"blueprint '{bp.id}' has no node '{node_id}'")
+    if meta.blueprint_version != bp.version:
+        detail = f"run has blueprint version {meta.blueprint_version!r}, worker has {bp.version!r}"
+        return JobPlan(JobAction.VERSION_MISMATCH, node_id, detail)
+    if node_id in meta.results:
+        fired = tuple(meta.results[node_id].get("f") or ())
+        return JobPlan(JobAction.REPLAY, node_id, "already committed", fired)
+    if meta.status in FINAL_STATUSES:
+        return JobPlan(JobAction.SKIP, node_id, f"run is {meta.status}")
+    if meta.outstanding.get(node_id, 0) <= 0:
+        return JobPlan(JobAction.SKIP, node_id, "no job for this node is outstanding")
+    if node_id in bp.fallback_of and node_id not in _edge_targets(bp):
+        return JobPlan(JobAction.CONSUME, node_id, "fallback-only node; runs only as a fallback")
+    return JobPlan(JobAction.EXECUTE, node_id)
+
+
+def _edge_targets(bp: Blueprint) -> set[str]:
+    return {e.target for e in bp.edges}
+
+
+# --- input resolution (TS §1.4) ---------------------------------------------------------
+
+
+def resolve_node_input(context: Mapping[str, Any], node: Node) -> Any:
+    """The node's `input`: from its `inputs` mapping, or `_inputs.<id>` as TS does."""
+    if isinstance(node.inputs, str):
+        return resolve_value(context, node.inputs)
+    if isinstance(node.inputs, Mapping):
+        return {key: resolve_value(context, source) for key, source in node.inputs.items()}
+    return context.get(INPUTS_PREFIX + node.id, UNDEFINED)
+
+
+def resolve_value(context: Mapping[str, Any], source: str) -> Any:
+    if source.startswith("_"):
+        return context.get(source, UNDEFINED)
+    if "." in source:
+        base, path = source.split(".", 1)
+        current = context.get(OUTPUTS_PREFIX + base, UNDEFINED)
+        for segment in path.split("."):
+            if current is None or current is UNDEFINED:
+                return UNDEFINED
+            current = _property(current, segment)
+        return current
+    key = OUTPUTS_PREFIX + source
+    return context[key] if key in context else context.get(source, UNDEFINED)
+
+
+def _property(value: Any, segment: str) -> Any:
+    if isinstance(value, Mapping):
+        return value.get(segment, UNDEFINED)
+    if isinstance(value, (list, str)):
+        if segment == "length":
+            return len(value)
+        if segment.isdigit() and int(segment) < len(value):
+            return value[int(segment)]
+    return UNDEFINED
+
+
+# --- committing a node's outcome --------------------------------------------------------
+
+
+def commit_node(
+    state: RunState,
+    bp: Blueprint,
+    node_id: str,
+    completion: NodeCompletion,
+    evaluator: Evaluator,
+    now: float,
+    touch_interval_s: float = 60.0,
+) -> Commit:
+    """Apply one node's outcome: record it, route, fire joins, and settle the run.
+
+    The caller has checked with `plan_job` that the node is not committed yet.
+    """
+    meta = state.meta
+    outstanding = _decrement(meta.outstanding, node_id)
+    if completion.failed:
+        return _commit_failure(state, node_id, completion, outstanding, now)
+    sets = _node_writes(node_id, completion)
+    context = _apply(state.context, sets, completion.context_deletes)
+    fired: list[str] = []
+    arrivals = dict(meta.arrivals)
+    if meta.status in ACTIVE_STATUSES:
+        for edge, target in route(bp, node_id, completion, context, evaluator):
+            value = edge_input(bp, edge, completion.output, context, evaluator)
+            sets[INPUTS_PREFIX + target] = defined_or_none(value)
+            context[INPUTS_PREFIX + target] = sets[INPUTS_PREFIX + target]
+            if target not in fired and _join_ready(bp, meta, outstanding, arrivals, node_id, target):
+                fired.append(target)
+    for target in fired:
+        outstanding[target] = outstanding.get(target, 0) + 1
+    results = dict(meta.results)
+    results[node_id] = _result_record(completion, fired)
+    if completion.fallback_node_id:
+        results.setdefault(completion.fallback_node_id, {"a": completion.action, "f": [], "via": node_id})
+    status, final = meta.status, None
+    if status in ACTIVE_STATUSES and not outstanding:
+        status, final = COMPLETED, FinalStatus(COMPLETED)
+    touch = final is None and now - meta.touched_at >= touch_interval_s
+    new_meta = replace(
+        meta,
+        status=status,
+        outstanding=outstanding,
+        results=results,
+        arrivals=arrivals,
+        touched_at=now if touch else meta.touched_at,
+    )
+    new_state = replace(state, context=context, meta=new_meta)
+    return Commit(new_state, sets, frozenset(completion.context_deletes), tuple(fired), final, touch)
+
+
+def consume_job(state: RunState, node_id: str, now: float) -> Commit:
+    """Remove an outstanding job that has nothing to run; may complete the run."""
+    outstanding = _decrement(state.meta.outstanding, node_id)
+    status, final = state.meta.status, None
+    if status in ACTIVE_STATUSES and not outstanding:
+        status, final = COMPLETED, FinalStatus(COMPLETED)
+    meta = replace(state.meta, outstanding=outstanding, status=status)
+    return Commit(replace(state, meta=meta), {}, frozenset(), (), final)
+
+
+def end_run(state: RunState, status: str, reason: str | None, now: float) -> Commit:
+    """Fail or cancel a run: its status becomes final and nothing new starts."""
+    if state.is_final:
+        return Commit(state, {}, frozenset(), (), None)
+    meta = replace(state.meta, status=status, reason=reason, touched_at=now)
+    return Commit(replace(state, meta=meta), {}, frozenset(), (), FinalStatus(status, reason))
+
+
+def _commit_failure(
+    state: RunState,
+    node_id: str,
+    completion: NodeCompletion,
+    outstanding: dict[str, int],
+    now: float,
+) -> Commit:
+    meta = replace(state.meta, outstanding=outstanding)
+    if meta.status in FINAL_STATUSES:
+        return Commit(replace(state, meta=meta), {}, frozenset(), (), None)
+    meta = replace(meta, status=FAILED, reason=completion.error, touched_at=now)
+    return Commit(replace(state, meta=meta), {}, frozenset(), (), FinalStatus(FAILED, completion.error))
+
+
+def _decrement(outstanding: Mapping[str, int], node_id: str) -> dict[str, int]:
+    result = dict(outstanding)
+    remaining = result.get(node_id, 0) - 1
+    if remaining > 0:
+        result[node_id] = remaining
+    else:
+        result.pop(node_id, None)
+    return result
+
+
+def _node_writes(node_id: str, completion: NodeCompletion) -> dict[str, Any]:
+    sets = {k: v for k, v in completion.context_sets.items() if k not in completion.context_deletes}
+    output = defined_or_none(completion.output)
+    sets[OUTPUTS_PREFIX + node_id] = output
+    if completion.fallback_node_id:
+        sets[OUTPUTS_PREFIX + completion.fallback_node_id] = output
+        if completion.catch_error is not None:
+            sets[CATCH_ERROR_KEY] = dict(completion.catch_error)
+    return sets
+
+
+def _apply(
+    context: Mapping[str, Any], sets: Mapping[str, Any], deletes: frozenset[str]
+) -> dict[str, Any]:
+    result = dict(context)
+    for key in deletes:
+        result.pop(key, None)
+    result.update(sets)
+    return result
+
+
+def _result_record(completion: NodeCompletion, fired: list[str]) -> dict[str, Any]:
+    record: dict[str, Any] = {"a": completion.action, "f": list(fired)}
+    if completion.fallback_node_id:
+        record["fb"] = completion.fallback_node_id
+    return record
+
+
+def _join_ready(
+    bp: Blueprint,
+    meta: RunMeta,
+    outstanding: Mapping[str, int],
+    arrivals: dict[str, tuple[str, ...]],
+    source: str,
+    target: str,
+) -> bool:
+    """Whether `source`'s arrival fires `target`. Each join fires at most once per run."""
+    if target in meta.results or outstanding.get(target, 0) > 0:
+        return False  # already ran or already queued: a join never fires twice
+    preds = bp.predecessors[target]
+    if len(preds) <= 1:
+        return True
+    if bp.node_by_id[target].join_strategy == "any":
+        return True  # first arrival; later ones find it outstanding or committed
+    arrived = set(arrivals.get(target, ())) | {source}
+    if arrived.issuperset(preds):
+        arrivals.pop(target, None)
+        return True
+    arrivals[target] = tuple(p for p in preds if p in arrived)
+    return False
+
+
+# --- routing (TS §4, distributed variant: no fall-through) ------------------------------
+
+
+def route(
+    bp: Blueprint,
+    node_id: str,
+    completion: NodeCompletion,
+    context: Mapping[str, Any],
+    evaluator: Evaluator,
+) -> list[tuple[Edge, str]]:
+    """The edges taken after `node_id` completed, in blueprint order, as (edge, target)."""
+    candidates = _candidate_edges(bp, node_id)
+    scope: dict[str, Any] | None = None
+
+    def passes(edge: Edge) -> bool:
+        nonlocal scope
+        if edge.condition is None:
+            return True
+        if scope is None:
+            scope = dict(context)
+            scope["result"] = {"output": completion.output, "action": completion.action}
+        return truthy(evaluator.evaluate(edge.condition, scope))
+
+    taken: list[Edge] = []
+    if completion.action:
+        taken = [e for e in candidates if e.action == completion.action and passes(e)]
+    if not taken:
+        taken = [e for e in candidates if e.action is None and passes(e)]
+    return [(edge, edge.target) for edge in taken]
+
+
+def _candidate_edges(bp: Blueprint, node_id: str) -> list[Edge]:
+    """The node's own edges plus those of nodes it is the fallback of, de-duplicated as TS.
+
+    TS keys edges by source-target-action-condition; a duplicate keeps the first one's
+    position and the last one's edge (its transform).
+    """
+    edges = list(bp.out_edges[node_id])
+    for primary in bp.fallback_of.get(node_id, ()):
+        edges.extend(bp.out_edges[primary])
+    positions: dict[tuple[Any, ...], int] = {}
+    chosen: list[Edge] = []
+    for edge in edges:
+        key = (edge.source, edge.target, edge.action, edge.condition)
+        if key in positions:
+            chosen[positions[key]] = edge
+        else:
+            positions[key] = len(chosen)
+            chosen.append(edge)
+    return chosen
+
+
+def edge_input(
+    bp: Blueprint, edge: Edge, output: Any, context: Mapping[str, Any], evaluator: Evaluator
+) -> Any:
+    """The value routed to `_inputs.<target>` along `edge` (TS §4.3)."""
+    source_value = output
+    target = bp.node_by_id[edge.target]
+    if edge.transform and isinstance(target.inputs, str):
+        inputs = target.inputs
+        key = inputs if inputs.startswith("_") else OUTPUTS_PREFIX + inputs
+        if key in context and inputs != edge.source:
+            source_value = context[key]
+    if not edge.transform:
+        return source_value
+    return evaluator.evaluate(edge.transform, {"input": source_value, "context": dict(context)})
+
+
+# --- reading a run ----------------------------------------------------------------------
+
+
+def outstanding_jobs(state: RunState) -> list[str]:
+    """Node ids with a job queued or running: what a reconciler may have to re-enqueue."""
+    return [node_id for node_id, count in state.meta.outstanding.items() if count > 0]
+
+
+def public_context(state: RunState) -> dict[str, Any]:
+    """The run's context as nodes and clients see it (a deep copy)."""
+    return copy.deepcopy(dict(state.context))

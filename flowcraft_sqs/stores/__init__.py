@@ -1,0 +1,1 @@
+"""Run state storage: DynamoDB (the product) and memory (fast tests, overhead benchmarks)."""

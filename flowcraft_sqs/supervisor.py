@@ -1,0 +1,398 @@
+"""The supervisor (arbiter): keeps R receivers and N executors alive. No AWS I/O here.
+
+            supervisor (spawns, waits, reaps, restarts, enforces node timeouts, shuts down)
+                 |  spawn + sentinels + pulse board (shared memory, one slot per child)
+   +-------------+-----------------------------------+
+   |                                                 |
+receiver[r] (x R)                              executor[e] (x N = --procs)
+  intake: SQS receive -> admit -> work queue (bounded) ----------> run node
+  commit: <- results[r] <------------------------------------------ result (orjson)
+          Engine.complete -> Batcher -> send, statuses, THEN delete
+  lease:  LeaseBook -> ChangeMessageVisibilityBatch
+
+The supervisor talks to children only through process sentinels, signals, the pulse board
+(read), and by writing synthetic results on a receiver's result queue when an executor that
+held its items is gone ("timeout", "died", "unstarted") or when all executors have stopped
+during shutdown ("drained").
+
+Exit codes are a protocol (errors.py): a child exiting with EXIT_BOOT, EXIT_CONFIG or
+EXIT_APP_LOAD halts the supervisor with that code, since restarting cannot help; any other
+exit while running is restarted, with backoff once a slot crashes repeatedly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import os
+import signal
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from multiprocessing.connection import wait as wait_for
+from typing import Any, Final
+
+import orjson
+
+from . import metrics, pulse, systemd
+from .config import SUPERVISOR_TICK_S, TIMEOUT_GRACE_S, Settings
+from .errors import EXIT_APP_LOAD, EXIT_BOOT, EXIT_CONFIG, EXIT_FAILURE, EXIT_OK
+from .executor import STOP, executor_main, synthetic_result
+from .receiver import receiver_main
+from .workqueue import WorkQueue
+
+log = logging.getLogger("flowcraft_sqs.supervisor")
+
+#: A child exiting with one of these halts the supervisor: restarting cannot fix it.
+HALT_CODES: Final = {EXIT_BOOT: "could not boot", EXIT_CONFIG: "bad configuration",
+                     EXIT_APP_LOAD: "could not load --app"}
+HANDLED_SIGNALS: Final = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP)
+#: Restarts of one slot are delayed once it crashed this often within the window (s) ...
+BACKOFF_AFTER_CRASHES: Final = 3
+CRASH_WINDOW_S: Final = 60.0
+MAX_BACKOFF_S: Final = 30.0
+#: ... and the supervisor gives up (so systemd sees a failed unit) at this many.
+HALT_AFTER_CRASHES: Final = 10
+#: After SIGABRT (a silent child dumps its stacks), SIGKILL follows this much later (s).
+ABORT_GRACE_S: Final = 2.0
+#: A fast stop (second SIGINT, SIGQUIT) gives receivers this long (s) to flush.
+FAST_STOP_S: Final = 3.0
+#: Slack in the work and result queues beyond the admitted items: STOP sentinels, wake-ups,
+#: synthetic results, results of a restarted receiver's predecessor.
+QUEUE_SLACK: Final = 64
+
+
+class HaltServer(Exception):
+    def __init__(self, reason: str, code: int) -> None:
+        super().__init__(reason)
+        self.code = code
+
+
+@dataclass
+class Child:
+    role: str  # "executor" | "receiver"
+    index: int  # within its role
+    slot: int  # in the pulse board and metrics board
+    process: Any = None
+    started_at: float = 0.0
+    aborted_at: float | None = None
+    timed_out: pulse.SlotView | None = None  # the attempt we killed it for
+    crashes: deque[float] = field(default_factory=deque)
+    restart_at: float = 0.0
+
+
+class Supervisor:
+    """Keeps `settings.receivers` receivers and `settings.procs` executors alive.
+
+    Decides three things only: who to start, who to stop, and in what order to shut down.
+    """
+
+    def __init__(self, settings: Settings, ctx: Any = None) -> None:
+        self.settings = settings
+        self.ctx = ctx or multiprocessing.get_context("spawn")  # receivers run threads: no fork
+        self.children = [Child("executor", i, i) for i in range(settings.procs)]
+        self.children += [Child("receiver", r, settings.procs + r) for r in range(settings.receivers)]
+        self.signals: deque[int] = deque()
+        self.stopping: str | None = None  # None, "graceful" or "fast"
+        self.exit_code = EXIT_OK
+        self.watchdog = systemd.Watchdog()
+        self.reported_at = time.monotonic()
+        self.metrics_server: metrics.MetricsServer | None = None
+
+    def run(self) -> int:
+        """Start everything, supervise until told to stop, shut down; returns the exit code."""
+        self._install_signal_handlers()
+        try:
+            self._start()
+            systemd.notify(f"READY=1\nSTATUS=running {self.settings.procs} executors, "
+                           f"{self.settings.receivers} receivers")
+            while not self.stopping:
+                self._wait(SUPERVISOR_TICK_S)
+                self._handle_signals()
+                self._reap_exited()
+                self._stop_silent()
+                self._enforce_deadlines()
+                self._spawn_missing()
+                self._report()
+        except HaltServer as halt:
+            log.critical("halting: %s", halt)
+            self.exit_code, self.stopping = halt.code, self.stopping or "graceful"
+        return self._shutdown()
+
+    # --- start ---------------------------------------------------------------------------
+
+    def _install_signal_handlers(self) -> None:
+        """Handlers only record the signal; the loop wakes through the wakeup fd."""
+        self.wakeup_r, self.wakeup_w = os.pipe()
+        os.set_blocking(self.wakeup_r, False)
+        os.set_blocking(self.wakeup_w, False)
+        signal.set_wakeup_fd(self.wakeup_w, warn_on_full_buffer=False)
+        for signum in HANDLED_SIGNALS:
+            signal.signal(signum, self._record_signal)
+
+    def _record_signal(self, signum: int, frame: Any) -> None:
+        self.signals.append(signum)  # NO logging here: it can deadlock on the logging lock
+
+    def _start(self) -> None:
+        s = self.settings
+        admitted = s.admitted_per_receiver * s.receivers
+        self.work = WorkQueue.create(max_messages=admitted + s.procs + QUEUE_SLACK)
+        self.results = [WorkQueue.create(max_messages=2 * s.admitted_per_receiver + QUEUE_SLACK)
+                        for _ in range(s.receivers)]
+        self.pulse_board = pulse.create_board(self.ctx, len(self.children))
+        self.metrics_board = metrics.create_board(self.ctx, len(self.children) + 1)
+        self.counters = metrics.MetricsRow(self.metrics_board, len(self.children))
+        if s.metrics_port is not None:
+            self.metrics_server = metrics.MetricsServer(self.metrics_board, s.metrics_host,
+                                                        s.metrics_port, self._gauges).start()
+            log.info("metrics on http://%s:%d/metrics", *self.metrics_server.address[:2])
+        log.info("starting %d executors and %d receivers (app %s, admitting %d items per receiver)",
+                 s.procs, s.receivers, s.app, s.admitted_per_receiver)
+        for child in self.children:
+            self._spawn(child)
+
+    def _spawn(self, child: Child) -> None:
+        target, results = ((executor_main, self.results) if child.role == "executor"
+                           else (receiver_main, self.results[child.index]))
+        child.process = self.ctx.Process(
+            target=target, name=f"flowcraft {child.role}[{child.index}]",
+            args=(self.settings, child.index, self.work, results, self.pulse_board,
+                  self.metrics_board, os.getpid()))
+        child.process.start()
+        child.started_at, child.aborted_at, child.timed_out = time.monotonic(), None, None
+        log.debug("spawned %s[%d] pid %d", child.role, child.index, child.process.pid)
+
+    # --- the loop's steps ----------------------------------------------------------------
+
+    def _wait(self, timeout: float) -> None:
+        """Sleep until a child exits, a signal arrives, or `timeout` passes."""
+        sentinels = [c.process.sentinel for c in self.children if c.process is not None]
+        wait_for([self.wakeup_r, *sentinels], timeout)
+        try:
+            while os.read(self.wakeup_r, 512):
+                pass
+        except BlockingIOError:
+            pass
+
+    def _handle_signals(self) -> None:
+        while self.signals:
+            name = signal.Signals(self.signals.popleft()).name.lower()
+            getattr(self, f"handle_{name[3:]}")()
+
+    def handle_term(self) -> None:
+        log.info("SIGTERM: stopping gracefully (at most %.0f s)", self.settings.graceful_timeout_s)
+        self.stopping = self.stopping or "graceful"
+
+    def handle_int(self) -> None:
+        if self.stopping:
+            self.handle_quit()
+            return
+        log.info("SIGINT: stopping gracefully; press Ctrl-C again to stop at once")
+        self.stopping = "graceful"
+
+    def handle_quit(self) -> None:
+        log.info("stopping fast: executors are killed, their messages will be redelivered")
+        self.stopping = "fast"
+
+    def handle_hup(self) -> None:
+        log.info("SIGHUP: restarting every child gracefully")
+        for child in self.children:
+            if child.process is not None:
+                os.kill(child.process.pid, signal.SIGTERM)
+
+    def _reap_exited(self) -> None:
+        for child in self.children:
+            if child.process is not None and child.process.exitcode is not None:
+                self._on_child_exit(child)
+
+    def _on_child_exit(self, child: Child) -> None:
+        process, code = child.process, child.process.exitcode
+        self._report_held(child)
+        for queue in (self.work, *self.results):
+            queue.recover(process.pid)
+        child.process = None
+        log.log(*_exit_reason(child, code, bool(self.stopping)))
+        if self.stopping:
+            return
+        if code in HALT_CODES:
+            raise HaltServer(f"{child.role}[{child.index}] {HALT_CODES[code]} (exit code {code})", code)
+        if code != EXIT_OK and child.timed_out is None:
+            self._note_crash(child)
+        self.counters.inc("child_restarts")
+
+    def _note_crash(self, child: Child) -> None:
+        now = time.monotonic()
+        child.crashes.append(now)
+        while child.crashes and now - child.crashes[0] > CRASH_WINDOW_S * 5:
+            child.crashes.popleft()
+        recent = sum(1 for t in child.crashes if now - t <= CRASH_WINDOW_S)
+        if len(child.crashes) >= HALT_AFTER_CRASHES:
+            raise HaltServer(f"{child.role}[{child.index}] crashed {len(child.crashes)} times in "
+                             f"{CRASH_WINDOW_S * 5:.0f} s", EXIT_FAILURE)
+        if recent >= BACKOFF_AFTER_CRASHES:
+            delay = min(MAX_BACKOFF_S, 0.5 * 2 ** (recent - BACKOFF_AFTER_CRASHES))
+            child.restart_at = now + delay
+            log.warning("%s[%d] is crash-looping; restarting it in %.1f s", child.role, child.index, delay)
+
+    def _report_held(self, child: Child) -> None:
+        """Tell receivers about the items a gone executor held: a timeout fails the attempt,
+        a crash mid-node means redelivery, an item never started is handed back at once."""
+        if child.role != "executor":
+            return
+        view = pulse.read_slot(self.pulse_board, child.slot)
+        if view.pid != child.process.pid:
+            return  # it died before publishing anything
+        for item, origin in view.held:
+            if child.timed_out is not None and item == child.timed_out.item:
+                t = child.timed_out
+                data = synthetic_result(item, "timeout", t.attempt, t.timeout_ms)
+            else:
+                data = synthetic_result(item, "died" if item == view.item else "unstarted")
+            if 0 <= origin < len(self.results):
+                self.results[origin].put(data, timeout=1.0)
+        pulse.reset_slot(self.pulse_board, child.slot)
+
+    def _stop_silent(self) -> None:
+        """A child whose pulse is older than --pulse-timeout gets SIGABRT, then SIGKILL.
+        An executor running a node is exempt: its node's deadline applies instead."""
+        now = time.monotonic()
+        for child in self.children:
+            if child.process is None:
+                continue
+            view = pulse.read_slot(self.pulse_board, child.slot)
+            own = view.pid == child.process.pid
+            if own and child.role == "executor" and view.item:
+                continue
+            last = view.pulse if own else child.started_at
+            if now - last > self.settings.pulse_timeout_s:
+                self._escalate(child, now, f"silent for {now - last:.1f} s")
+
+    def _escalate(self, child: Child, now: float, why: str) -> None:
+        if child.aborted_at is None:
+            log.error("%s[%d] pid %d %s; sending SIGABRT", child.role, child.index, child.process.pid, why)
+            child.aborted_at = now
+            _kill(child.process.pid, signal.SIGABRT)
+        elif now - child.aborted_at > ABORT_GRACE_S:
+            log.error("%s[%d] pid %d still there after SIGABRT; sending SIGKILL",
+                      child.role, child.index, child.process.pid)
+            _kill(child.process.pid, signal.SIGKILL)
+
+    def _enforce_deadlines(self) -> None:
+        """SIGKILL an executor whose node attempt passed its timeout (+ grace): the node's
+        own code ignored it (an async node that never awaits, C code holding the GIL)."""
+        now = time.monotonic()
+        for child in self.children:
+            if child.role != "executor" or child.process is None or child.timed_out is not None:
+                continue
+            view = pulse.read_slot(self.pulse_board, child.slot)
+            if view.pid == child.process.pid and view.item and view.deadline \
+                    and now > view.deadline + TIMEOUT_GRACE_S:
+                log.warning("executor[%d] pid %d: node attempt %d passed its %g ms timeout; killing it",
+                            child.index, view.pid, view.attempt, view.timeout_ms)
+                child.timed_out = view
+                self.counters.inc("timeouts_enforced")
+                _kill(view.pid, signal.SIGKILL)
+
+    def _spawn_missing(self) -> None:
+        now = time.monotonic()
+        for child in self.children:
+            if child.process is None and not self.stopping and now >= child.restart_at:
+                self._spawn(child)
+
+    def _report(self) -> None:
+        now = time.monotonic()
+        self.watchdog.beat(now)
+        if now - self.reported_at >= self.settings.metrics_interval_s:
+            self.reported_at = now
+            line = metrics.summary_line(metrics.totals(self.metrics_board))
+            log.info("%s", line)
+            systemd.notify(f"STATUS={line[:200]}")
+
+    def _gauges(self) -> dict[str, float]:
+        alive = [c for c in self.children if c.process is not None]
+        return {"executors": sum(c.role == "executor" for c in alive),
+                "receivers": sum(c.role == "receiver" for c in alive)}
+
+    # --- shutdown ------------------------------------------------------------------------
+
+    def _shutdown(self) -> int:
+        """Stop intake, let executors finish, let receivers commit and hand back the rest,
+        then SIGKILL whoever is left at the deadline."""
+        systemd.notify("STOPPING=1")
+        s = self.settings
+        fast = self.stopping == "fast"
+        deadline = time.monotonic() + (min(FAST_STOP_S, s.graceful_timeout_s) if fast else s.graceful_timeout_s)
+        self._signal_role("receiver", signal.SIGTERM)
+        if fast:
+            self._signal_role("executor", signal.SIGKILL)
+        else:
+            self.work.put_many([STOP] * s.procs, timeout=1.0)
+        drained = False
+        while any(c.process is not None for c in self.children) and time.monotonic() < deadline:
+            self._wait(min(SUPERVISOR_TICK_S, max(0.0, deadline - time.monotonic())))
+            if self._fast_requested() and not fast:
+                fast, deadline = True, min(deadline, time.monotonic() + FAST_STOP_S)
+                self._signal_role("executor", signal.SIGKILL)
+            self._reap_exited()
+            if not drained and not any(c.process for c in self.children if c.role == "executor"):
+                drained = True
+                self._tell_receivers_drained()
+        self._kill_stragglers()
+        self._close()
+        log.info("stopped (exit code %d)", self.exit_code)
+        return self.exit_code
+
+    def _fast_requested(self) -> bool:
+        fast = False
+        while self.signals:
+            fast |= self.signals.popleft() in (signal.SIGINT, signal.SIGQUIT)
+        return fast
+
+    def _tell_receivers_drained(self) -> None:
+        """Executors are gone: whatever a receiver still waits for will never come."""
+        for results in self.results:
+            results.put(orjson.dumps({"drained": True}), timeout=1.0)
+
+    def _signal_role(self, role: str, signum: int) -> None:
+        for child in self.children:
+            if child.role == role and child.process is not None:
+                _kill(child.process.pid, signum)
+
+    def _kill_stragglers(self) -> None:
+        for child in self.children:
+            if child.process is not None:
+                log.warning("%s[%d] pid %d did not stop within the graceful timeout; killing it",
+                            child.role, child.index, child.process.pid)
+                _kill(child.process.pid, signal.SIGKILL)
+                child.process.join(5.0)
+                child.process = None
+
+    def _close(self) -> None:
+        if self.metrics_server is not None:
+            self.metrics_server.stop()
+        for queue in (self.work, *self.results):
+            queue.close()
+            queue.unlink()
+        signal.set_wakeup_fd(-1)
+        os.close(self.wakeup_r)
+        os.close(self.wakeup_w)
+
+
+def _exit_reason(child: Child, code: int, stopping: bool) -> tuple[int, str]:
+    """(log level, message) for a child's exit, by cause."""
+    who = f"{child.role}[{child.index}]"
+    if child.timed_out is not None:
+        return logging.WARNING, f"{who} killed for a node timeout; replacing it"
+    if code == -signal.SIGKILL:
+        return logging.ERROR, f"{who} was killed (SIGKILL); perhaps out of memory?"
+    if code < 0:
+        return logging.ERROR, f"{who} died of signal {signal.Signals(-code).name}"
+    if code == EXIT_OK:
+        return (logging.INFO if stopping else logging.DEBUG), f"{who} exited"
+    return logging.ERROR, f"{who} exited with code {code}"
+
+
+def _kill(pid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):  # it exited meanwhile
+        os.kill(pid, signum)

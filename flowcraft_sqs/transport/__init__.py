@@ -1,0 +1,1 @@
+"""Job queues: SQS (the product) and memory (fast tests, overhead benchmarks)."""

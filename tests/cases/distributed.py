@@ -1,0 +1,85 @@
+"""Drive a run through the distributed path (Engine, queue, store) in memory.
+
+Every message can be delivered twice, the way SQS's at-least-once delivery and a
+worker crash between commit and delete do it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from flowcraft_sqs import protocol
+from flowcraft_sqs.blueprint import Blueprint
+from flowcraft_sqs.completion import run_node
+from flowcraft_sqs.engine import Engine, perform
+from flowcraft_sqs.messages import Job
+from flowcraft_sqs.stores.memory import MemoryRunStore, MemoryStatusTable
+from flowcraft_sqs.transport.memory import MemoryQueue
+
+MAX_ROUNDS = 1000  # a case that needs more receive rounds than this is stuck, not slow
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class DuplicatingQueue(MemoryQueue):
+    """Sends every job twice when `duplicate` is set."""
+
+    def __init__(self, duplicate: bool, clock: Any) -> None:
+        super().__init__(visibility_s=3600, clock=clock)
+        self.duplicate = duplicate
+
+    def send_jobs(self, jobs: Any, delay_s: int = 0) -> None:
+        super().send_jobs(jobs, delay_s)
+        if self.duplicate:
+            super().send_jobs(jobs, delay_s)
+
+
+def run_distributed(
+    bp: Blueprint,
+    registry: Mapping[str, Any],
+    initial_context: Mapping[str, Any],
+    evaluator: Any,
+    duplicate: bool = False,
+    sleep: Any = asyncio.sleep,
+) -> tuple[protocol.RunState, MemoryStatusTable]:
+    clock = FakeClock()
+    store, statuses, queue = MemoryRunStore(), MemoryStatusTable(), DuplicatingQueue(duplicate, clock)
+    engine = Engine({bp.id: bp}, store, evaluator, clock=time.time)
+    run_id = uuid.uuid4().hex
+    store.create_run(protocol.new_run(bp, run_id, initial_context, time.time()))
+    statuses.start(run_id, time.time())
+    queue.send_jobs([Job(run_id, bp.id, node_id) for node_id in bp.start_node_ids])
+    for _ in range(MAX_ROUNDS):
+        messages = queue.receive(10, 0)
+        if not messages:
+            if not len(queue):
+                break
+            clock.now += 1  # only delayed messages are left: let their time come
+            continue
+        for planned in engine.plan_messages(messages):
+            assert planned.received is not None
+            if planned.requeue_after_s is not None:
+                queue.change_visibility([planned.received.receipt], planned.requeue_after_s)
+                continue
+            effects = planned.effects
+            if planned.execute is not None:
+                ex = planned.execute
+                completion = asyncio.run(
+                    run_node(bp, ex.job.node_id, dict(ex.state.context), run_id, registry, {}, sleep=sleep)
+                )
+                effects, _ = engine.complete(ex, completion)
+            perform(effects, queue, statuses, time.time)
+            queue.delete([planned.received.receipt])
+    state = store.get(run_id)
+    assert state is not None
+    return state, statuses
