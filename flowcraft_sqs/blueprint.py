@@ -184,6 +184,7 @@ def _build(
     known = {n.id for n in nodes}
     edges = [e for i, d in enumerate(raw["edges"]) if (e := _edge(d, i, known, problems))]
     _check_fallbacks(nodes, known, problems)
+    _check_unsupported_builtins(nodes, registry, problems)
     if registry is not None:
         _check_implementations(nodes, registry, problems)
     if evaluator is not None:
@@ -352,6 +353,23 @@ def _check_fallbacks(nodes: list[Node], known: set[str], problems: list[str]) ->
             )
         if node.fallback == node.id:
             problems.append(f"node '{node.id}': config.fallback names the node itself")
+
+
+UNSUPPORTED_BUILTINS = {
+    "webhook": (
+        "the 'webhook' built-in needs an HTTP endpoint, which flowcraft-sqs does not run; use a "
+        "'wait' node and resume it with FlowcraftClient.resume(run_id, action=..., output=...)"
+    ),
+}
+
+
+def _check_unsupported_builtins(
+    nodes: list[Node], registry: Mapping[str, Any] | None, problems: list[str]
+) -> None:
+    for node in nodes:
+        why = UNSUPPORTED_BUILTINS.get(node.uses)
+        if why is not None and (registry is None or node.uses not in registry):
+            problems.append(f"node '{node.id}': {why}")
 
 
 def _check_implementations(

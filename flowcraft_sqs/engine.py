@@ -17,15 +17,17 @@ so the protocol exists once.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
 import threading
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from . import protocol
+from . import builtins, protocol
 from .blueprint import Blueprint
-from .errors import ContextTooLarge, MalformedMessage, ValueNotStorable
+from .errors import ContextTooLarge, MalformedMessage, RunStateError, ValueNotStorable
 from .messages import Job, parse_job
 from .ports import Received, RunStore
 from .protocol import Commit, FinalStatus, JobAction, NodeCompletion, RunState
@@ -37,6 +39,7 @@ VERSION_MISMATCH_RETRY_S = 30  # a job for another blueprint version goes back t
 # A duplicate of a job already executing here waits this long and is then planned again:
 # by then the first copy has committed, so the duplicate replays instead of executing twice.
 DUPLICATE_RETRY_S = 2
+SLEEP_EARLY_TOLERANCE_S = 0.5  # a sleep job arriving this close to its due time continues
 
 
 @dataclass(frozen=True)
@@ -53,11 +56,13 @@ class Effects:
     sends: list[Job] = field(default_factory=list)
     publishes: list[tuple[RunState, FinalStatus]] = field(default_factory=list)
     touches: list[str] = field(default_factory=list)
+    delayed: list[tuple[Job, int]] = field(default_factory=list)  # (job, SQS delay in seconds)
 
     def merge(self, other: Effects) -> None:
         self.sends.extend(other.sends)
         self.publishes.extend(other.publishes)
         self.touches.extend(other.touches)
+        self.delayed.extend(other.delayed)
 
 
 @dataclass
@@ -82,12 +87,15 @@ class Engine:
         evaluator: Any,
         clock: Callable[[], float],
         touch_interval_s: float = 60.0,
+        user_uses: Collection[str] = (),
     ) -> None:
         self.blueprints = blueprints
         self.store = store
         self.evaluator = evaluator
         self.clock = clock
         self.touch_interval_s = touch_interval_s
+        # A user registry entry overrides the built-in of the same key (as TS).
+        self.user_uses = frozenset(user_uses)
         self._executing: set[tuple[str, str]] = set()
         self._executing_lock = threading.Lock()
 
@@ -140,7 +148,9 @@ class Engine:
         self, item: Planned, job: Job, state: RunState, bp: Blueprint, plan: protocol.JobPlan
     ) -> None:
         action = plan.action
-        if action is JobAction.EXECUTE:
+        if action is JobAction.EXECUTE and self._is_builtin(bp, job.node_id):
+            item.effects = self._run_builtin(job, state, bp)
+        elif action is JobAction.EXECUTE:
             if self._claim(job.key):
                 item.execute = Execute(job, state, bp)
             else:
@@ -155,6 +165,77 @@ class Engine:
         elif action is JobAction.UNKNOWN_NODE:
             item.error = f"run '{job.run_id}': {plan.detail}"
         # SKIP: acknowledged, nothing to do.
+
+    def _is_builtin(self, bp: Blueprint, node_id: str) -> bool:
+        uses = bp.node_by_id[node_id].uses
+        return uses in builtins.PROTOCOL_BUILTINS and uses not in self.user_uses
+
+    def _run_builtin(self, job: Job, state: RunState, bp: Blueprint) -> Effects:
+        """Carry out wait, sleep, loop-controller or subflow: no executor, no worker held."""
+        node = bp.node_by_id[job.node_id]
+        step = {
+            builtins.WAIT: self._wait,
+            builtins.SLEEP: self._sleep,
+            builtins.LOOP_CONTROLLER: self._loop_controller,
+            builtins.SUBFLOW: self._subflow,
+        }[node.uses]
+        completion, effects = step(job, state, bp)
+        if completion is None:
+            return effects
+        return self._write_until_done(job, state, bp, completion)
+
+    def _wait(self, job: Job, state: RunState, bp: Blueprint) -> tuple[NodeCompletion | None, Effects]:
+        return NodeCompletion(awaiting=builtins.WAIT_DETAILS), Effects()
+
+    def _loop_controller(self, job: Job, state: RunState, bp: Blueprint) -> tuple[NodeCompletion | None, Effects]:
+        params = bp.node_by_id[job.node_id].params
+        output, action = builtins.loop_decision(params, state.context, self.evaluator)
+        return NodeCompletion(output=output, action=action), Effects()
+
+    def _sleep(self, job: Job, state: RunState, bp: Blueprint) -> tuple[NodeCompletion | None, Effects]:
+        node = bp.node_by_id[job.node_id]
+        now = self.clock()
+        due = state.meta.timers.get(job.node_id)
+        if due is None:
+            try:
+                seconds = builtins.sleep_seconds(node.params.get("duration"))
+            except ValueError as exc:
+                return NodeCompletion(error=f"Node '{node.id}' failed: {exc}"), Effects()
+            if seconds > 0:
+                return NodeCompletion(timer_due=now + seconds), Effects()
+        elif now < due - SLEEP_EARLY_TOLERANCE_S:
+            return None, Effects(delayed=[(job, _delay_s(due, now))])
+        return NodeCompletion(output=protocol.resolve_node_input(state.context, node)), Effects()
+
+    def _subflow(self, job: Job, state: RunState, bp: Blueprint) -> tuple[NodeCompletion | None, Effects]:
+        node = bp.node_by_id[job.node_id]
+        child_bp = self.blueprints.get(str(node.params.get("blueprintId")))
+        if child_bp is None:
+            missing = node.params.get("blueprintId")
+            return NodeCompletion(error=f"Node '{node.id}' failed: subflow blueprint {missing!r} is not registered"), Effects()
+        child_id = builtins.subflow_run_id(state.run_id, node.id)
+        child = self.store.load_runs([child_id]).get(child_id)
+        if child is None or (not child.is_final and not child.meta.results):
+            # Not started, or started by a delivery that died before its start jobs went out:
+            # (re-)sending them is safe, a duplicate start job replays.
+            return None, self._start_child(state, bp, node, child_bp, child_id)
+        if child.status == protocol.COMPLETED:
+            output, writes = builtins.subflow_output(node.params, child.context, child_bp)
+            return NodeCompletion(output=output, context_sets=writes), Effects()
+        if child.is_final:
+            reason = child.meta.reason or child.status
+            return NodeCompletion(error=f"Node '{node.id}' failed: subflow '{child_bp.id}' {child.status}: {reason}"), Effects()
+        return None, Effects()  # the child is still running; its end re-sends this job
+
+    def _start_child(self, state: RunState, bp: Blueprint, node: Any, child_bp: Blueprint, child_id: str) -> Effects:
+        node_input = protocol.resolve_node_input(state.context, node)
+        initial = builtins.subflow_initial_context(node.params, state.context, node_input, child_bp)
+        child = protocol.new_run(child_bp, child_id, initial, self.clock())
+        parent = {"run": state.run_id, "node": node.id, "bp": bp.id}
+        child = replace(child, meta=replace(child.meta, extra={"parent": parent}))
+        with contextlib.suppress(RunStateError):
+            self.store.create_run(child)  # an earlier delivery may have created it already
+        return Effects(sends=[Job(child_id, child_bp.id, start) for start in child_bp.start_node_ids])
 
     def _claim(self, key: tuple[str, str]) -> bool:
         """Mark a job as executing here; False if a copy of it already is."""
@@ -181,6 +262,7 @@ class Engine:
                              if target not in state.meta.results]
         else:
             effects.publishes.append((state, FinalStatus(state.status, state.meta.reason)))
+            effects.sends.extend(_parent_jobs(state))
         return effects
 
     # --- completion --------------------------------------------------------------------
@@ -245,8 +327,11 @@ class Engine:
     def _effects_of(self, commit: Commit, written: RunState, bp: Blueprint) -> Effects:
         effects = Effects()
         effects.sends = [Job(written.run_id, bp.id, target) for target in commit.fired]
+        now = self.clock()
+        effects.delayed = [(Job(written.run_id, bp.id, node_id), _delay_s(due, now)) for node_id, due in commit.delayed]
         if commit.final is not None:
             effects.publishes.append((written, commit.final))
+            effects.sends.extend(_parent_jobs(written))
         if commit.touch:
             effects.touches.append(written.run_id)
         return effects
@@ -257,14 +342,30 @@ class Engine:
         """Fail or cancel a run (retrying conflicts); the final status is published once."""
         for _ in range(MAX_COMMIT_ATTEMPTS):
             if state.is_final:
-                return Effects(publishes=[(state, FinalStatus(state.status, state.meta.reason))])
+                return Effects(publishes=[(state, FinalStatus(state.status, state.meta.reason))],
+                               sends=_parent_jobs(state))
             commit = protocol.end_run(state, status, reason, self.clock())
             result = self.store.write(commit, state.version)
             if result.ok:
                 written = _bumped(commit.state, state.version)
-                return Effects(publishes=[(written, FinalStatus(status, reason))])
+                return Effects(publishes=[(written, FinalStatus(status, reason))], sends=_parent_jobs(written))
             state = result.current or self._reload(state.run_id)
         raise RuntimeError(f"run '{state.run_id}': gave up ending the run after version conflicts")
+
+    def resume(self, run_id: str, node_id: str | None, action: str | None, output: Any) -> Effects:
+        """Complete a waiting node with `output`, routed by `action`; RunStateError if not waiting."""
+        for _ in range(MAX_COMMIT_ATTEMPTS):
+            state = self._reload(run_id)
+            bp = self.blueprints.get(state.meta.blueprint_id)
+            if bp is None:
+                raise RunStateError(f"run '{run_id}': blueprint '{state.meta.blueprint_id}' is not registered here")
+            commit = protocol.resume_node(state, bp, node_id, output, action, self.evaluator, self.clock())
+            if commit.state is state:
+                return Effects()  # resumed before: nothing to do
+            result = self.store.write(commit, state.version)
+            if result.ok:
+                return self._effects_of(commit, _bumped(commit.state, state.version), bp)
+        raise RuntimeError(f"run '{run_id}': gave up resuming after version conflicts")
 
     def end_run(self, run_id: str, status: str, reason: str) -> Effects:
         state = self.store.load_runs([run_id]).get(run_id)
@@ -283,6 +384,19 @@ class _WriteAttempt:
     current: RunState | None  # the stored state after a version conflict, when the store returned it
 
 
+def _delay_s(due: float, now: float) -> int:
+    """SQS delay for a timer: whole seconds, rounded up, at most SQS's 15 minutes."""
+    return max(0, min(builtins.SQS_MAX_DELAY_S, math.ceil(due - now)))
+
+
+def _parent_jobs(state: RunState) -> list[Job]:
+    """A finished subflow run re-sends its parent's subflow job, which then collects it."""
+    parent = state.meta.extra.get("parent") if state.is_final else None
+    if not isinstance(parent, Mapping):
+        return []
+    return [Job(str(parent["run"]), str(parent["bp"]), str(parent["node"]))]
+
+
 def _bumped(state: RunState, old_version: int) -> RunState:
     return RunState(state.run_id, state.context, state.meta, old_version + 1, state.attr_sizes)
 
@@ -298,8 +412,13 @@ def perform(effects: Effects, queue: Any, statuses: Any, clock: Callable[[], flo
     """
     if effects.sends:
         queue.send_jobs(effects.sends)
+    for delay in sorted({d for _, d in effects.delayed}):
+        queue.send_jobs([job for job, d in effects.delayed if d == delay], delay)
     for state, final in effects.publishes:
         context = protocol.public_context(state) if final.status == protocol.COMPLETED else None
-        statuses.publish(state.run_id, final.status, final.reason, context, clock())
+        if final.details is not None:
+            statuses.publish(state.run_id, final.status, final.reason, context, clock(), awaiting=final.details)
+        else:
+            statuses.publish(state.run_id, final.status, final.reason, context, clock())
     for run_id in effects.touches:
         statuses.touch(run_id, clock())

@@ -25,7 +25,9 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any, Protocol
 
+from . import builtins
 from .blueprint import Blueprint, Edge, Node
+from .errors import RunStateError
 from .jsvalues import UNDEFINED, defined_or_none, truthy
 
 RUNNING = "running"
@@ -56,6 +58,9 @@ class RunMeta:
     arrivals: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     created_at: float = 0.0
     touched_at: float = 0.0
+    awaiting: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # wait: node -> details
+    timers: Mapping[str, float] = field(default_factory=dict)  # sleep: node -> due (epoch s)
+    iterations: Mapping[str, int] = field(default_factory=dict)  # loop-controller -> continues
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -71,6 +76,9 @@ class RunMeta:
         }
         if self.reason is not None:
             data["why"] = self.reason
+        for key, value in (("aw", self.awaiting), ("tm", self.timers), ("it", self.iterations)):
+            if value:
+                data[key] = dict(value)
         if self.extra:
             data["x"] = dict(self.extra)
         return data
@@ -87,6 +95,9 @@ class RunMeta:
             arrivals={k: tuple(v) for k, v in (data.get("arr") or {}).items()},
             created_at=float(data.get("ca") or 0.0),
             touched_at=float(data.get("ta") or 0.0),
+            awaiting={k: dict(v) for k, v in (data.get("aw") or {}).items()},
+            timers={k: float(v) for k, v in (data.get("tm") or {}).items()},
+            iterations={k: int(v) for k, v in (data.get("it") or {}).items()},
             extra=dict(data.get("x") or {}),
         )
 
@@ -119,6 +130,7 @@ class RunState:
 class FinalStatus:
     status: str
     reason: str | None = None
+    details: Mapping[str, Any] | None = None  # awaiting node ids -> what they wait for
 
 
 @dataclass(frozen=True)
@@ -129,8 +141,9 @@ class Commit:
     sets: Mapping[str, Any]
     deletes: frozenset[str]
     fired: tuple[str, ...]
-    final: FinalStatus | None = None
+    final: FinalStatus | None = None  # a status to publish: a final one, or awaiting/running
     touch: bool = False
+    delayed: tuple[tuple[str, float], ...] = ()  # (node id, due epoch s): re-send its job delayed
 
 
 class JobAction(Enum):
@@ -161,6 +174,8 @@ class NodeCompletion:
     context_deletes: frozenset[str] = frozenset()
     fallback_node_id: str | None = None
     catch_error: Mapping[str, Any] | None = None
+    awaiting: Mapping[str, Any] | None = None  # wait: park the node until a client resumes it
+    timer_due: float | None = None  # sleep: the node continues at this epoch second
 
     @property
     def failed(self) -> bool:
@@ -284,50 +299,203 @@ def commit_node(
     The caller has checked with `plan_job` that the node is not committed yet.
     """
     meta = state.meta
-    outstanding = _decrement(meta.outstanding, node_id)
     if completion.failed:
-        return _commit_failure(state, node_id, completion, outstanding, now)
+        return _commit_failure(state, node_id, completion, _decrement(meta.outstanding, node_id), now)
+    if completion.awaiting is not None:
+        return _commit_awaiting(state, node_id, completion.awaiting, now)
+    if completion.timer_due is not None:
+        return _commit_timer(state, node_id, completion.timer_due, now)
+    book = _Book.of(meta)
+    book.outstanding = _decrement(meta.outstanding, node_id)
+    book.forget_waits(node_id)
     sets = _node_writes(node_id, completion)
     context = _apply(state.context, sets, completion.context_deletes)
+    new_iteration = book.start_loop_iteration(bp, node_id, completion)
+    if new_iteration is False:
+        reason = f"Loop '{node_id}' exceeded its maximum of {book.iterations[node_id] - 1} iterations"
+        failed = replace(meta, outstanding=book.outstanding, status=FAILED, reason=reason, touched_at=now)
+        return Commit(replace(state, meta=failed), {}, frozenset(), (), FinalStatus(FAILED, reason))
     fired: list[str] = []
-    arrivals = dict(meta.arrivals)
     if meta.status in ACTIVE_STATUSES:
         for edge, target in route(bp, node_id, completion, context, evaluator):
             value = edge_input(bp, edge, completion.output, context, evaluator)
             sets[INPUTS_PREFIX + target] = defined_or_none(value)
             context[INPUTS_PREFIX + target] = sets[INPUTS_PREFIX + target]
-            if target not in fired and _join_ready(bp, meta, outstanding, arrivals, node_id, target):
+            if target not in fired and book.join_ready(bp, node_id, target):
                 fired.append(target)
     for target in fired:
-        outstanding[target] = outstanding.get(target, 0) + 1
-    results = dict(meta.results)
-    results[node_id] = _result_record(completion, fired)
+        book.outstanding[target] = book.outstanding.get(target, 0) + 1
+    if new_iteration is None:
+        # A controller that starts another pass is left uncommitted, so the body's end
+        # can fire it again; a redelivery of this job finds nothing outstanding and skips.
+        book.results[node_id] = _result_record(completion, fired)
     if completion.fallback_node_id:
-        results.setdefault(completion.fallback_node_id, {"a": completion.action, "f": [], "via": node_id})
-    status, final = meta.status, None
-    if status in ACTIVE_STATUSES and not outstanding:
-        status, final = COMPLETED, FinalStatus(COMPLETED)
+        book.results.setdefault(
+            completion.fallback_node_id, {"a": completion.action, "f": [], "via": node_id}
+        )
+    status = book.settled_status(meta.status)
+    final = _status_change(meta, status, book)
     touch = final is None and now - meta.touched_at >= touch_interval_s
-    new_meta = replace(
-        meta,
-        status=status,
-        outstanding=outstanding,
-        results=results,
-        arrivals=arrivals,
-        touched_at=now if touch else meta.touched_at,
-    )
+    new_meta = book.into(meta, status, now if touch else meta.touched_at)
     new_state = replace(state, context=context, meta=new_meta)
     return Commit(new_state, sets, frozenset(completion.context_deletes), tuple(fired), final, touch)
 
 
+@dataclass
+class _Book:
+    """A working copy of the bookkeeping one commit changes."""
+
+    outstanding: dict[str, int]
+    results: dict[str, Mapping[str, Any]]
+    arrivals: dict[str, tuple[str, ...]]
+    awaiting: dict[str, Mapping[str, Any]]
+    timers: dict[str, float]
+    iterations: dict[str, int]
+
+    @classmethod
+    def of(cls, meta: RunMeta) -> _Book:
+        return cls(
+            dict(meta.outstanding), dict(meta.results), dict(meta.arrivals),
+            dict(meta.awaiting), dict(meta.timers), dict(meta.iterations),
+        )
+
+    def into(self, meta: RunMeta, status: str, touched_at: float) -> RunMeta:
+        return replace(
+            meta, status=status, outstanding=self.outstanding, results=self.results,
+            arrivals=self.arrivals, awaiting=self.awaiting, timers=self.timers,
+            iterations=self.iterations, touched_at=touched_at,
+        )
+
+    def forget_waits(self, node_id: str) -> None:
+        self.awaiting.pop(node_id, None)
+        self.timers.pop(node_id, None)
+
+    def start_loop_iteration(self, bp: Blueprint, node_id: str, completion: NodeCompletion) -> bool | None:
+        """On a loop controller's `continue`, reset its body so it runs again.
+
+        None: not a new pass; True: a new pass began; False: past the maximum iterations.
+        """
+        node = bp.node_by_id[node_id]
+        if node.uses != builtins.LOOP_CONTROLLER or completion.action != "continue":
+            return None
+        count = self.iterations.get(node_id, 0) + 1
+        self.iterations[node_id] = count
+        if count > builtins.max_iterations(node.params):
+            return False
+        targets = [e.target for e in _candidate_edges(bp, node_id) if e.action == "continue"]
+        for member in builtins.loop_body(bp, node_id, targets) | {node_id}:
+            self.results.pop(member, None)
+            self.arrivals.pop(member, None)
+            self.forget_waits(member)
+        return True
+
+    def join_ready(self, bp: Blueprint, source: str, target: str) -> bool:
+        """Whether `source`'s arrival fires `target`. A join fires at most once per pass."""
+        if target in self.results or self.outstanding.get(target, 0) > 0:
+            return False  # already ran or already queued: a join never fires twice
+        if target in self.awaiting:
+            return False
+        preds = bp.predecessors[target]
+        if len(preds) <= 1 or bp.node_by_id[target].join_strategy == "any":
+            return True  # first arrival; later ones find it outstanding or committed
+        arrived = set(self.arrivals.get(target, ())) | {source}
+        if arrived.issuperset(preds):
+            self.arrivals.pop(target, None)
+            return True
+        self.arrivals[target] = tuple(p for p in preds if p in arrived)
+        return False
+
+    def settled_status(self, current: str) -> str:
+        """Completed when nothing is outstanding; awaiting when only waits and timers remain."""
+        if current not in ACTIVE_STATUSES:
+            return current
+        if not self.outstanding and not self.awaiting:
+            return COMPLETED
+        if all(node_id in self.timers for node_id in self.outstanding):
+            return AWAITING
+        return RUNNING
+
+
+def _status_change(meta: RunMeta, status: str, book: _Book) -> FinalStatus | None:
+    if status == meta.status and not (status == AWAITING and dict(book.awaiting) != dict(meta.awaiting)):
+        return None
+    if status == AWAITING:
+        details = {**{k: dict(v) for k, v in book.awaiting.items()},
+                   **{k: {"reason": "timer", "wakeUpAt": due} for k, due in book.timers.items()}}
+        return FinalStatus(AWAITING, None, details)
+    return FinalStatus(status)
+
+
+def _commit_awaiting(state: RunState, node_id: str, details: Mapping[str, Any], now: float) -> Commit:
+    book = _Book.of(state.meta)
+    book.outstanding = _decrement(state.meta.outstanding, node_id)
+    book.awaiting[node_id] = dict(details)
+    status = book.settled_status(state.meta.status)
+    final = _status_change(state.meta, status, book)
+    meta = book.into(state.meta, status, now)
+    return Commit(replace(state, meta=meta), {}, frozenset(), (), final)
+
+
+def _commit_timer(state: RunState, node_id: str, due: float, now: float) -> Commit:
+    book = _Book.of(state.meta)
+    book.timers[node_id] = due
+    status = book.settled_status(state.meta.status)
+    final = _status_change(state.meta, status, book)
+    meta = book.into(state.meta, status, now)
+    return Commit(replace(state, meta=meta), {}, frozenset(), (), final, delayed=((node_id, due),))
+
+
+def resume_node(
+    state: RunState,
+    bp: Blueprint,
+    node_id: str | None,
+    output: Any,
+    action: str | None,
+    evaluator: Evaluator,
+    now: float,
+) -> Commit:
+    """A client resumes a waiting node: it completes with `output` and routes by `action`.
+
+    Resuming a node that was already resumed changes nothing (no fired jobs); resuming a
+    run that is not waiting there raises RunStateError.
+    """
+    node_id = _awaited_node(state, node_id)
+    if node_id in state.meta.results:
+        return Commit(state, {}, frozenset(), (), None)
+    outstanding = dict(state.meta.outstanding)
+    outstanding[node_id] = outstanding.get(node_id, 0) + 1
+    status = RUNNING if state.meta.status == AWAITING else state.meta.status
+    waking = replace(state, meta=replace(state.meta, outstanding=outstanding, status=status))
+    commit = commit_node(waking, bp, node_id, NodeCompletion(output=output, action=action), evaluator, now)
+    if commit.final is None and state.meta.status == AWAITING and commit.state.status == RUNNING:
+        commit = replace(commit, final=FinalStatus(RUNNING))
+    return commit
+
+
+def _awaited_node(state: RunState, node_id: str | None) -> str:
+    awaiting = state.meta.awaiting
+    if node_id is None:
+        if len(awaiting) == 1:
+            return next(iter(awaiting))
+        if not awaiting:
+            raise RunStateError(f"run '{state.run_id}' is not awaiting (status {state.status})")
+        raise RunStateError(
+            f"run '{state.run_id}' awaits several nodes ({', '.join(sorted(awaiting))}): name one"
+        )
+    if node_id not in awaiting and node_id not in state.meta.results:
+        raise RunStateError(
+            f"run '{state.run_id}' is not awaiting node '{node_id}' (status {state.status})"
+        )
+    return node_id
+
+
 def consume_job(state: RunState, node_id: str, now: float) -> Commit:
     """Remove an outstanding job that has nothing to run; may complete the run."""
-    outstanding = _decrement(state.meta.outstanding, node_id)
-    status, final = state.meta.status, None
-    if status in ACTIVE_STATUSES and not outstanding:
-        status, final = COMPLETED, FinalStatus(COMPLETED)
-    meta = replace(state.meta, outstanding=outstanding, status=status)
-    return Commit(replace(state, meta=meta), {}, frozenset(), (), final)
+    book = _Book.of(state.meta)
+    book.outstanding = _decrement(state.meta.outstanding, node_id)
+    status = book.settled_status(state.meta.status)
+    final = _status_change(state.meta, status, book)
+    return Commit(replace(state, meta=book.into(state.meta, status, now)), {}, frozenset(), (), final)
 
 
 def end_run(state: RunState, status: str, reason: str | None, now: float) -> Commit:
@@ -390,30 +558,6 @@ def _result_record(completion: NodeCompletion, fired: list[str]) -> dict[str, An
     return record
 
 
-def _join_ready(
-    bp: Blueprint,
-    meta: RunMeta,
-    outstanding: Mapping[str, int],
-    arrivals: dict[str, tuple[str, ...]],
-    source: str,
-    target: str,
-) -> bool:
-    """Whether `source`'s arrival fires `target`. Each join fires at most once per run."""
-    if target in meta.results or outstanding.get(target, 0) > 0:
-        return False  # already ran or already queued: a join never fires twice
-    preds = bp.predecessors[target]
-    if len(preds) <= 1:
-        return True
-    if bp.node_by_id[target].join_strategy == "any":
-        return True  # first arrival; later ones find it outstanding or committed
-    arrived = set(arrivals.get(target, ())) | {source}
-    if arrived.issuperset(preds):
-        arrivals.pop(target, None)
-        return True
-    arrivals[target] = tuple(p for p in preds if p in arrived)
-    return False
-
-
 # --- routing (TS §4, distributed variant: no fall-through) ------------------------------
 
 
@@ -437,6 +581,10 @@ def route(
             scope["result"] = {"output": completion.output, "action": completion.action}
         return truthy(evaluator.evaluate(edge.condition, scope))
 
+    if bp.node_by_id[node_id].uses == builtins.LOOP_CONTROLLER:
+        conditional = [e for e in candidates if e.condition is not None and passes(e)]
+        if conditional:
+            return [(edge, edge.target) for edge in conditional]
     taken: list[Edge] = []
     if completion.action:
         taken = [e for e in candidates if e.action == completion.action and passes(e)]

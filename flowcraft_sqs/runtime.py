@@ -14,9 +14,10 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import protocol
+from . import builtins, protocol
 from .blueprint import Blueprint, load_blueprint
 from .completion import run_node
+from .errors import RunStateError
 from .expressions import DefaultEvaluator
 from .protocol import JobAction, RunState
 
@@ -35,6 +36,8 @@ class WorkflowResult:
     errors: list[WorkflowError] = field(default_factory=list)
     run_id: str = ""
     reason: str | None = None
+    awaiting: dict[str, Any] = field(default_factory=dict)  # node id -> what it waits for
+    state: RunState | None = field(default=None, repr=False)  # to resume an awaiting run
 
 
 class FlowRuntime:
@@ -83,6 +86,28 @@ class FlowRuntime:
         return await _InProcessRun(self, bp, state, signal).drive()
 
 
+    async def resume(
+        self,
+        blueprint: Blueprint | Mapping[str, Any] | str,
+        result: WorkflowResult,
+        *,
+        node_id: str | None = None,
+        output: Any = None,
+        action: str | None = None,
+        signal: Any = None,
+    ) -> WorkflowResult:
+        """Continue an `awaiting` run from its waiting node, routed by `action` (FIX: TS ignores it)."""
+        if result.state is None:
+            raise RunStateError(f"run '{result.run_id}' has no state to resume")
+        bp = self.load(blueprint)
+        commit = protocol.resume_node(result.state, bp, node_id, output, action, self.evaluator, self._clock())
+        run = _InProcessRun(self, bp, commit.state, signal)
+        return await run.drive(list(commit.fired))
+
+    def resume_sync(self, blueprint: Any, result: WorkflowResult, **kw: Any) -> WorkflowResult:
+        return asyncio.run(self.resume(blueprint, result, **kw))
+
+
 class _InProcessRun:
     """One run's loop: start every outstanding job, commit each as it finishes."""
 
@@ -93,8 +118,8 @@ class _InProcessRun:
         self.signal = signal
         self.tasks: dict[asyncio.Task[Any], str] = {}
 
-    async def drive(self) -> WorkflowResult:
-        for node_id in protocol.outstanding_jobs(self.state):
+    async def drive(self, start: list[str] | None = None) -> WorkflowResult:
+        for node_id in protocol.outstanding_jobs(self.state) if start is None else start:
             self._start(node_id)
         while self.tasks:
             done, _ = await asyncio.wait(self.tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -110,19 +135,57 @@ class _InProcessRun:
         if plan.action is JobAction.CONSUME:
             self._apply(protocol.consume_job(self.state, node_id, self.rt._clock()))
             return
-        if plan.action is not JobAction.EXECUTE:
+        if plan.action is not JobAction.EXECUTE or _is_set(self.signal):
             return
-        if _is_set(self.signal):
+        node = self.bp.node_by_id[node_id]
+        uses = node.uses if node.uses not in self.rt.registry else None
+        if uses in (builtins.WAIT, builtins.LOOP_CONTROLLER):
+            self._commit(node_id, self._instant_builtin(node))
             return
-        task = asyncio.ensure_future(self._execute(node_id))
+        task = asyncio.ensure_future(self._execute(node_id, uses))
         self.tasks[task] = node_id
 
-    async def _execute(self, node_id: str) -> protocol.NodeCompletion:
+    def _instant_builtin(self, node: Any) -> protocol.NodeCompletion:
+        if node.uses == builtins.WAIT:
+            return protocol.NodeCompletion(awaiting=builtins.WAIT_DETAILS)
+        output, action = builtins.loop_decision(node.params, self.state.context, self.rt.evaluator)
+        return protocol.NodeCompletion(output=output, action=action)
+
+    async def _execute(self, node_id: str, builtin: str | None = None) -> protocol.NodeCompletion:
+        if builtin == builtins.SLEEP:
+            return await self._sleep(node_id)
+        if builtin == builtins.SUBFLOW:
+            return await self._subflow(node_id)
         rt = self.rt
         return await run_node(
             self.bp, node_id, dict(self.state.context), self.state.run_id, rt.registry,
             rt.dependencies, rt.middleware, self.signal, rt._sleep, rt.logger,
         )
+
+    async def _sleep(self, node_id: str) -> protocol.NodeCompletion:
+        node = self.bp.node_by_id[node_id]
+        try:
+            seconds = builtins.sleep_seconds(node.params.get("duration"))
+        except ValueError as exc:
+            return protocol.NodeCompletion(error=f"Node '{node_id}' failed: {exc}")
+        await self.rt._sleep(seconds)
+        return protocol.NodeCompletion(output=protocol.resolve_node_input(self.state.context, node))
+
+    async def _subflow(self, node_id: str) -> protocol.NodeCompletion:
+        node = self.bp.node_by_id[node_id]
+        child_bp = self.rt.blueprints.get(str(node.params.get("blueprintId")))
+        if child_bp is None:
+            missing = node.params.get("blueprintId")
+            return protocol.NodeCompletion(error=f"Node '{node_id}' failed: subflow blueprint {missing!r} is not registered")
+        node_input = protocol.resolve_node_input(self.state.context, node)
+        initial = builtins.subflow_initial_context(node.params, self.state.context, node_input, child_bp)
+        child_id = builtins.subflow_run_id(self.state.run_id, node_id)
+        result = await self.rt.run(child_bp, initial, run_id=child_id, signal=self.signal)
+        if result.status != protocol.COMPLETED:
+            reason = result.reason or result.status
+            return protocol.NodeCompletion(error=f"Node '{node_id}' failed: subflow '{child_bp.id}' {result.status}: {reason}")
+        output, writes = builtins.subflow_output(node.params, result.context, child_bp)
+        return protocol.NodeCompletion(output=output, context_sets=writes)
 
     def _commit(self, node_id: str, completion: protocol.NodeCompletion) -> None:
         commit = protocol.commit_node(
@@ -138,8 +201,6 @@ class _InProcessRun:
     def _result(self) -> WorkflowResult:
         state = self.state
         status = state.status
-        if status == protocol.RUNNING:
-            status = protocol.COMPLETED if not state.meta.outstanding else protocol.RUNNING
         errors = []
         if status == protocol.FAILED and state.meta.reason:
             errors.append(WorkflowError(state.meta.reason, blueprint_id=self.bp.id))
@@ -149,6 +210,8 @@ class _InProcessRun:
             errors=errors,
             run_id=state.run_id,
             reason=state.meta.reason,
+            awaiting={k: dict(v) for k, v in state.meta.awaiting.items()},
+            state=state,
         )
 
 

@@ -473,6 +473,7 @@ STATUS_ATTR: Final = "status"
 LAST_UPDATED_ATTR: Final = "lastUpdated"
 RESULT_ATTR: Final = "result"
 REASON_ATTR: Final = "reason"
+AWAITING_ATTR: Final = "awaiting"  # what a waiting run waits for: node id -> details
 
 
 def epoch_number(now: float) -> AttributeValue:
@@ -587,7 +588,13 @@ class DynamoStatusTable:
                 raise
 
     def publish(
-        self, run_id: str, status: str, reason: str | None, context: Mapping[str, Any] | None, now: float
+        self,
+        run_id: str,
+        status: str,
+        reason: str | None,
+        context: Mapping[str, Any] | None,
+        now: float,
+        awaiting: Mapping[str, Any] | None = None,
     ) -> bool:
         """Write `status` (final, or `awaiting`) unless a final status is there; True if written.
 
@@ -602,6 +609,8 @@ class DynamoStatusTable:
             room = self.item_limit_bytes - STATUS_HEADROOM_BYTES - reason_bytes
             result = result_attribute(status, context, room)
             self._warn_if_omitted(run_id, result)
+        if awaiting is not None:
+            result = {"M": {"awaiting": to_attribute(dict(awaiting), "awaiting")}}
         try:
             return self._publish(run_id, status, reason, result, now)
         except ClientError as exc:
@@ -634,15 +643,23 @@ class DynamoStatusTable:
         if reason is not None:
             names["#rs"], values[":reason"] = REASON_ATTR, {"S": reason}
             assignments.append("#rs = :reason")
-        if result is not None:
+        if result is not None and "awaiting" in result["M"]:
+            names["#aw"], values[":aw"] = AWAITING_ATTR, result["M"]["awaiting"]
+            assignments.append("#aw = :aw")
+        elif result is not None:
             names["#res"], values[":result"] = RESULT_ATTR, result
             assignments.append("#res = :result")
+        if status != AWAITING:
+            names["#aw"] = AWAITING_ATTR
+            remove = " REMOVE #aw"
+        else:
+            remove = ""
         try:
             self._call(
                 "update_item",
                 TableName=self.table_name,
                 Key=self._key(run_id),
-                UpdateExpression="SET " + ", ".join(assignments),
+                UpdateExpression="SET " + ", ".join(assignments) + remove,
                 ConditionExpression="attribute_not_exists(#st) OR #st IN (:running, :awaiting)",
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,

@@ -84,14 +84,24 @@ class MemoryStatusTable:
                 item["lastUpdated"] = now
 
     def publish(
-        self, run_id: str, status: str, reason: str | None, context: Mapping[str, Any] | None, now: float
+        self,
+        run_id: str,
+        status: str,
+        reason: str | None,
+        context: Mapping[str, Any] | None,
+        now: float,
+        awaiting: Mapping[str, Any] | None = None,
     ) -> bool:
         with self._lock:
             item = self.items.setdefault(run_id, {"runId": run_id, "status": "running"})
             if item.get("status") not in ACTIVE_STATUSES:
                 return False
-            self.publish_writes += 1
+            if status not in ACTIVE_STATUSES:
+                self.publish_writes += 1
             item.update(status=status, lastUpdated=now)
+            item.pop("awaiting", None)
+            if awaiting is not None:
+                item["awaiting"] = copy.deepcopy(dict(awaiting))
             if reason is not None:
                 item["reason"] = reason
             if status == "completed":

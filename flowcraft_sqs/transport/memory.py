@@ -104,6 +104,11 @@ class MemoryQueue:
             self._lock.notify_all()
         return []
 
+    def next_visible_at(self) -> float | None:
+        """When the next hidden or delayed message becomes visible (on this queue's clock)."""
+        with self._lock:
+            return min((m.visible_at for m in self._messages.values()), default=None)
+
     def __len__(self) -> int:
         with self._lock:
             return len(self._messages)

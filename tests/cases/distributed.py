@@ -7,7 +7,6 @@ worker crash between commit and delete do it.
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -37,8 +36,11 @@ class DuplicatingQueue(MemoryQueue):
     def __init__(self, duplicate: bool, clock: Any) -> None:
         super().__init__(visibility_s=3600, clock=clock)
         self.duplicate = duplicate
+        self.delays: list[int] = []
 
     def send_jobs(self, jobs: Any, delay_s: int = 0) -> None:
+        if delay_s:
+            self.delays.append(delay_s)
         super().send_jobs(jobs, delay_s)
         if self.duplicate:
             super().send_jobs(jobs, delay_s)
@@ -54,17 +56,28 @@ def run_distributed(
 ) -> tuple[protocol.RunState, MemoryStatusTable]:
     clock = FakeClock()
     store, statuses, queue = MemoryRunStore(), MemoryStatusTable(), DuplicatingQueue(duplicate, clock)
-    engine = Engine({bp.id: bp}, store, evaluator, clock=time.time)
+    engine = Engine({bp.id: bp}, store, evaluator, clock=clock)
     run_id = uuid.uuid4().hex
-    store.create_run(protocol.new_run(bp, run_id, initial_context, time.time()))
-    statuses.start(run_id, time.time())
+    store.create_run(protocol.new_run(bp, run_id, initial_context, clock()))
+    statuses.start(run_id, clock())
     queue.send_jobs([Job(run_id, bp.id, node_id) for node_id in bp.start_node_ids])
+    drain(engine, queue, statuses, clock, registry, sleep)
+    state = store.get(run_id)
+    assert state is not None
+    return state, statuses
+
+
+def drain(
+    engine: Engine, queue: MemoryQueue, statuses: Any, clock: FakeClock,
+    registry: Mapping[str, Any], sleep: Any = asyncio.sleep,
+) -> None:
+    """Process messages until the queue is empty, moving the clock past delayed ones."""
     for _ in range(MAX_ROUNDS):
         messages = queue.receive(10, 0)
         if not messages:
             if not len(queue):
-                break
-            clock.now += 1  # only delayed messages are left: let their time come
+                return
+            clock.now = max(clock.now, queue.next_visible_at() or clock.now)  # let delayed ones come
             continue
         for planned in engine.plan_messages(messages):
             assert planned.received is not None
@@ -75,11 +88,9 @@ def run_distributed(
             if planned.execute is not None:
                 ex = planned.execute
                 completion = asyncio.run(
-                    run_node(bp, ex.job.node_id, dict(ex.state.context), run_id, registry, {}, sleep=sleep)
+                    run_node(ex.blueprint, ex.job.node_id, dict(ex.state.context), ex.job.run_id, registry, {}, sleep=sleep)
                 )
                 effects, _ = engine.complete(ex, completion)
-            perform(effects, queue, statuses, time.time)
+            perform(effects, queue, statuses, clock)
             queue.delete([planned.received.receipt])
-    state = store.get(run_id)
-    assert state is not None
-    return state, statuses
+    raise AssertionError(f"queue not drained after {MAX_ROUNDS} rounds")

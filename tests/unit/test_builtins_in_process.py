@@ -1,0 +1,158 @@
+"""Built-in nodes in the in-process runtime: wait/resume, sleep, loops, subflows, webhook."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from flowcraft_sqs import FlowRuntime
+from flowcraft_sqs.errors import BlueprintError, RunStateError
+
+
+def const(ctx: Any) -> dict[str, Any]:
+    return {"output": ctx.params.get("value", ctx.input)}
+
+
+def increment(ctx: Any) -> dict[str, Any]:
+    count = ctx.context.get_sync("count", 0) + 1
+    ctx.context.set_sync("count", count)
+    return {"output": count}
+
+
+APPROVAL = {
+    "id": "approval",
+    "nodes": [
+        {"id": "draft", "uses": "const", "params": {"value": "text"}},
+        {"id": "review", "uses": "wait"},
+        {"id": "publish", "uses": "const", "params": {"value": "published"}},
+        {"id": "discard", "uses": "const", "params": {"value": "discarded"}},
+    ],
+    "edges": [
+        {"source": "draft", "target": "review"},
+        {"source": "review", "target": "publish", "action": "approve"},
+        {"source": "review", "target": "discard", "action": "reject"},
+    ],
+}
+
+
+def test_a_wait_node_pauses_the_run_as_awaiting_with_its_details() -> None:
+    runtime = FlowRuntime(registry={"const": const})
+    result = runtime.run_sync(APPROVAL)
+    assert result.status == "awaiting"
+    assert result.awaiting == {"review": {"reason": "external_event"}}
+    assert "_outputs.publish" not in result.context
+
+
+def test_resume_routes_by_the_given_action() -> None:
+    # FIX: TS ignores the action on resume and runs every branch
+    runtime = FlowRuntime(registry={"const": const})
+    paused = runtime.run_sync(APPROVAL)
+    done = runtime.resume_sync(APPROVAL, paused, action="reject", output={"by": "ann"})
+    assert done.status == "completed"
+    assert done.context["_outputs.review"] == {"by": "ann"}
+    assert done.context["_outputs.discard"] == "discarded"
+    assert "_outputs.publish" not in done.context
+
+
+def test_resuming_a_run_that_is_not_awaiting_is_a_clear_error() -> None:
+    runtime = FlowRuntime(registry={"const": const})
+    finished = runtime.run_sync({"id": "one", "nodes": [{"id": "a", "uses": "const"}]})
+    with pytest.raises(RunStateError, match="is not awaiting"):
+        runtime.resume_sync({"id": "one", "nodes": [{"id": "a", "uses": "const"}]}, finished, action="x")
+
+
+def test_a_repeated_resume_is_harmless() -> None:
+    runtime = FlowRuntime(registry={"const": const})
+    paused = runtime.run_sync(APPROVAL)
+    done = runtime.resume_sync(APPROVAL, paused, node_id="review", action="approve")
+    again = runtime.resume_sync(APPROVAL, done, node_id="review", action="approve")
+    assert again.status == "completed"
+    assert again.context == done.context
+
+
+def test_sleep_waits_its_duration_and_passes_its_input_through() -> None:
+    slept: list[float] = []
+
+    async def fake_sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    runtime = FlowRuntime(registry={"const": const}, sleep=fake_sleep)
+    bp = {
+        "id": "nap",
+        "nodes": [{"id": "a", "uses": "const", "params": {"value": 7}}, {"id": "z", "uses": "sleep", "params": {"duration": "2m"}}],
+        "edges": [{"source": "a", "target": "z"}],
+    }
+    result = runtime.run_sync(bp)
+    assert result.status == "completed"
+    assert slept == [120.0]
+    assert result.context["_outputs.z"] == 7
+
+
+def loop_blueprint(max_iterations: int | None = None) -> dict[str, Any]:
+    params: dict[str, Any] = {"condition": "count < 3"}
+    if max_iterations is not None:
+        params["maxIterations"] = max_iterations
+    return {
+        "id": "loop",
+        "nodes": [
+            {"id": "start", "uses": "const", "params": {"value": 0}},
+            {"id": "ctrl", "uses": "loop-controller", "params": params, "config": {"joinStrategy": "any"}},
+            {"id": "body", "uses": "increment"},
+            {"id": "done", "uses": "const", "params": {"value": "finished"}},
+        ],
+        "edges": [
+            {"source": "start", "target": "ctrl"},
+            {"source": "ctrl", "target": "body", "action": "continue"},
+            {"source": "body", "target": "ctrl"},
+            {"source": "ctrl", "target": "done", "action": "break"},
+        ],
+    }
+
+
+def test_a_loop_iterates_until_its_condition_fails() -> None:
+    runtime = FlowRuntime(registry={"const": const, "increment": increment})
+    result = runtime.run_sync(loop_blueprint(), {"count": 0})
+    assert result.status == "completed", result.reason
+    assert result.context["count"] == 3
+    assert result.context["_outputs.done"] == "finished"
+
+
+def test_a_loop_past_its_maximum_iterations_fails_the_run() -> None:
+    runtime = FlowRuntime(registry={"const": const, "increment": increment})
+    result = runtime.run_sync(loop_blueprint(max_iterations=2), {"count": 0})
+    assert result.status == "failed"
+    assert result.reason == "Loop 'ctrl' exceeded its maximum of 2 iterations"
+
+
+def test_a_subflow_runs_its_child_and_maps_inputs_and_outputs() -> None:
+    child = {"id": "child", "nodes": [{"id": "double", "uses": "double", "inputs": "n"}]}
+
+    def double(ctx: Any) -> dict[str, Any]:
+        return {"output": ctx.input * 2}
+
+    parent = {
+        "id": "parent",
+        "nodes": [{"id": "sub", "uses": "subflow", "params": {"blueprintId": "child", "inputs": {"n": "value"}, "outputs": {"doubled": "double"}}}],
+    }
+    runtime = FlowRuntime(registry={"double": double}, blueprints={"child": child})
+    result = runtime.run_sync(parent, {"value": 21})
+    assert result.status == "completed", result.reason
+    assert result.context["doubled"] == 42
+
+
+def test_a_failing_subflow_fails_the_parent_with_the_childs_reason() -> None:
+    def boom(ctx: Any) -> None:
+        raise RuntimeError("child broke")
+
+    child = {"id": "child", "nodes": [{"id": "x", "uses": "boom"}]}
+    parent = {"id": "parent", "nodes": [{"id": "sub", "uses": "subflow", "params": {"blueprintId": "child"}}]}
+    runtime = FlowRuntime(registry={"boom": boom}, blueprints={"child": child})
+    result = runtime.run_sync(parent)
+    assert result.status == "failed"
+    assert "Node 'x' failed: child broke" in (result.reason or "")
+
+
+def test_a_webhook_node_is_refused_at_load_with_what_to_use_instead() -> None:
+    with pytest.raises(BlueprintError, match="use a 'wait' node"):
+        FlowRuntime().load({"id": "hook", "nodes": [{"id": "h", "uses": "webhook"}]})
