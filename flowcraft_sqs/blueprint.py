@@ -185,6 +185,7 @@ def _build(
     edges = [e for i, d in enumerate(raw["edges"]) if (e := _edge(d, i, known, problems))]
     _check_fallbacks(nodes, known, problems)
     _check_unsupported_builtins(nodes, registry, problems)
+    _check_batches(nodes, registry, problems)
     if registry is not None:
         _check_implementations(nodes, registry, problems)
     if evaluator is not None:
@@ -370,6 +371,24 @@ def _check_unsupported_builtins(
         why = UNSUPPORTED_BUILTINS.get(node.uses)
         if why is not None and (registry is None or node.uses not in registry):
             problems.append(f"node '{node.id}': {why}")
+
+
+def _check_batches(nodes: list[Node], registry: Mapping[str, Any] | None, problems: list[str]) -> None:
+    """A batch-scatter names a registered worker and a batch-gather node of this blueprint."""
+    gathers = {n.id for n in nodes if n.uses == "batch-gather"}
+    for node in nodes:
+        if node.uses != "batch-scatter" or (registry is not None and node.uses in registry):
+            continue
+        worker = node.params.get("workerUsesKey")
+        if not isinstance(worker, str) or not worker:
+            problems.append(f"node '{node.id}': batch-scatter needs params.workerUsesKey")
+        elif registry is not None and worker not in registry:
+            problems.append(f"node '{node.id}': params.workerUsesKey '{worker}' is not registered")
+        if node.params.get("gatherNodeId") not in gathers:
+            problems.append(
+                f"node '{node.id}': params.gatherNodeId {node.params.get('gatherNodeId')!r} "
+                "is not a batch-gather node of this blueprint"
+            )
 
 
 def _check_implementations(

@@ -29,7 +29,9 @@ SLEEP: Final = "sleep"
 LOOP_CONTROLLER: Final = "loop-controller"
 SUBFLOW: Final = "subflow"
 WEBHOOK: Final = "webhook"
-PROTOCOL_BUILTINS: Final = frozenset({WAIT, SLEEP, LOOP_CONTROLLER, SUBFLOW})
+PROTOCOL_BUILTINS: Final = frozenset(
+    {WAIT, SLEEP, LOOP_CONTROLLER, SUBFLOW, "batch-scatter", "batch-gather"}
+)
 
 SQS_MAX_DELAY_S: Final = 900  # SendMessage DelaySeconds limit: 15 minutes; longer sleeps re-delay
 DEFAULT_MAX_ITERATIONS: Final = 1000  # a loop without its own maxIterations stops here, failing the run
@@ -121,3 +123,37 @@ def loop_decision(params: Mapping[str, Any], context: Mapping[str, Any], evaluat
 
 
 WAIT_DETAILS: Final = {"reason": "external_event"}
+
+
+# --- batch scatter / gather ---------------------------------------------------------------
+#
+# The scatter splits its input array into chunks; each chunk is stored as an item of its own
+# in the contexts table (run id `<run>#batch:<scatter>:<index>`), so 10,000 items never put
+# one DynamoDB item near 400 KB, and each chunk is one job, run by any executor: the worker
+# implementation is called once per item. A finished chunk re-sends the gather's job; the
+# gather completes when every chunk has, with the results in item order.
+
+BATCH_SCATTER: Final = "batch-scatter"
+BATCH_GATHER: Final = "batch-gather"
+DEFAULT_CHUNK_SIZE: Final = 100  # items per chunk job: large enough to amortise a job, small enough to spread
+CHUNK_ITEMS_KEY: Final = "items"
+CHUNK_OFFSET_KEY: Final = "offset"
+
+
+def chunk_run_id(run_id: str, scatter_id: str, index: int) -> str:
+    return f"{run_id}#batch:{scatter_id}:{index}"
+
+
+def chunk_size(params: Mapping[str, Any]) -> int:
+    value = params.get("chunkSize", DEFAULT_CHUNK_SIZE)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 1:
+        return DEFAULT_CHUNK_SIZE
+    return int(value)
+
+
+def scatter_for(bp: Blueprint, gather_id: str) -> str | None:
+    """The batch-scatter node that feeds `gather_id`."""
+    for node in bp.nodes:
+        if node.uses == BATCH_SCATTER and node.params.get("gatherNodeId") == gather_id:
+            return node.id
+    return None

@@ -12,7 +12,9 @@ import copy
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
+from . import builtins
 from .blueprint import Blueprint, Node
+from .jsvalues import defined_or_none
 from .node_context import NodeContext, RunContextView
 from .nodes import execute_node
 from .protocol import NodeCompletion, resolve_node_input
@@ -75,6 +77,8 @@ async def run_node(
     and the executor processes alike.
     """
     node = bp.node_by_id[node_id]
+    if node.uses == builtins.BATCH_SCATTER and node.uses not in registry:
+        return await run_batch_chunk(bp, node, snapshot, run_id, registry, dependencies, middleware, signal, sleep, logger)
     ctx = node_context_for(bp, node, snapshot, run_id, dependencies, signal)
     fallback = bp.node_by_id.get(node.fallback) if node.fallback else None
 
@@ -93,3 +97,39 @@ async def run_node(
         logger=logger,
     )
     return completion_from_outcome(node_id, outcome)
+
+
+async def run_batch_chunk(
+    bp: Blueprint,
+    scatter: Node,
+    snapshot: Mapping[str, Any],
+    run_id: str,
+    registry: Mapping[str, Any],
+    dependencies: Mapping[str, Any],
+    middleware: Sequence[Any] = (),
+    signal: Any = None,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    logger: Any = None,
+) -> NodeCompletion:
+    """One chunk of a batch: the worker implementation once per item, results in item order.
+
+    `snapshot` is the chunk's own stored context (its items and their offset). The first
+    item that fails fails the chunk, and so the batch, with that item's reason.
+    """
+    worker = str(scatter.params.get("workerUsesKey"))
+    items = snapshot.get(builtins.CHUNK_ITEMS_KEY) or []
+    offset = int(snapshot.get(builtins.CHUNK_OFFSET_KEY) or 0)
+    results: list[Any] = []
+    for index, item in enumerate(items, start=offset):
+        definition = {"id": f"{scatter.id}_item_{index}", "uses": worker, "config": dict(scatter.definition.get("config") or {})}
+        definition["config"].pop("fallback", None)
+        ctx = NodeContext(
+            context=RunContextView({}), input=copy.deepcopy(item), params={}, dependencies=dict(dependencies),
+            signal=signal, node_id=definition["id"], run_id=run_id, blueprint_id=bp.id,
+        )
+        outcome = await execute_node(node=definition, registry=registry, context=ctx, middleware=middleware,
+                                     sleep=sleep, logger=logger)
+        if outcome.error is not None:
+            return NodeCompletion(error=str(outcome.error))
+        results.append(defined_or_none(outcome.result.output))
+    return NodeCompletion(output=results)

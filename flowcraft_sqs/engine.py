@@ -28,6 +28,7 @@ from typing import Any
 from . import builtins, protocol
 from .blueprint import Blueprint
 from .errors import ContextTooLarge, MalformedMessage, RunStateError, ValueNotStorable
+from .jsvalues import UNDEFINED
 from .messages import Job, parse_job
 from .ports import Received, RunStore
 from .protocol import Commit, FinalStatus, JobAction, NodeCompletion, RunState
@@ -148,7 +149,7 @@ class Engine:
         self, item: Planned, job: Job, state: RunState, bp: Blueprint, plan: protocol.JobPlan
     ) -> None:
         action = plan.action
-        if action is JobAction.EXECUTE and self._is_builtin(bp, job.node_id):
+        if action is JobAction.EXECUTE and self._is_builtin(bp, job.node_id) and not protocol.is_chunk(state):
             item.effects = self._run_builtin(job, state, bp)
         elif action is JobAction.EXECUTE:
             if self._claim(job.key):
@@ -178,11 +179,63 @@ class Engine:
             builtins.SLEEP: self._sleep,
             builtins.LOOP_CONTROLLER: self._loop_controller,
             builtins.SUBFLOW: self._subflow,
+            builtins.BATCH_SCATTER: self._scatter,
+            builtins.BATCH_GATHER: self._gather,
         }[node.uses]
         completion, effects = step(job, state, bp)
         if completion is None:
             return effects
-        return self._write_until_done(job, state, bp, completion)
+        committed = self._write_until_done(job, state, bp, completion)
+        committed.merge(effects)  # after the commit: e.g. chunk jobs only once the scatter is stored
+        return committed
+
+    def _scatter(self, job: Job, state: RunState, bp: Blueprint) -> tuple[NodeCompletion | None, Effects]:
+        node = bp.node_by_id[job.node_id]
+        items = protocol.resolve_node_input(state.context, node)
+        if not isinstance(items, list):
+            kind = "nothing" if items is None or items is UNDEFINED else f"a {type(items).__name__}"
+            return NodeCompletion(error=f"Node '{node.id}' failed: batch-scatter input must be an array, got {kind}"), Effects()
+        size = builtins.chunk_size(node.params)
+        gather = str(node.params.get("gatherNodeId"))
+        starts = range(0, len(items), size)
+        jobs = [self._create_chunk(state, bp, node.id, gather, i, items[start:start + size], start)
+                for i, start in enumerate(starts)]
+        output = {"gatherNodeId": gather, "hasMore": False, "chunks": len(jobs), "count": len(items)}
+        return NodeCompletion(output=output), Effects(sends=jobs)
+
+    def _create_chunk(self, state: RunState, bp: Blueprint, scatter: str, gather: str,
+                      index: int, items: list[Any], offset: int) -> Job:
+        chunk_id = builtins.chunk_run_id(state.run_id, scatter, index)
+        meta = protocol.RunMeta(
+            blueprint_id=bp.id, blueprint_version=bp.version, outstanding={scatter: 1},
+            created_at=self.clock(), touched_at=self.clock(),
+            extra={"chunk": True, "parent": {"run": state.run_id, "node": gather, "bp": bp.id}},
+        )
+        context = {builtins.CHUNK_ITEMS_KEY: items, builtins.CHUNK_OFFSET_KEY: offset}
+        with contextlib.suppress(RunStateError):
+            self.store.create_run(RunState(chunk_id, context, meta))  # an earlier delivery may have
+        return Job(chunk_id, bp.id, scatter)
+
+    def _gather(self, job: Job, state: RunState, bp: Blueprint) -> tuple[NodeCompletion | None, Effects]:
+        node = bp.node_by_id[job.node_id]
+        scatter = builtins.scatter_for(bp, node.id)
+        info = state.context.get(f"{protocol.OUTPUTS_PREFIX}{scatter}")
+        if scatter is None or not isinstance(info, Mapping):
+            return NodeCompletion(error=f"Node '{node.id}' failed: no batch-scatter ran for this gather"), Effects()
+        ids = [builtins.chunk_run_id(state.run_id, scatter, i) for i in range(int(info.get("chunks", 0)))]
+        chunks = self.store.load_runs(ids) if ids else {}
+        if any(chunk is None or not chunk.is_final for chunk in chunks.values()):
+            return None, Effects()  # the last chunk to finish re-sends this job
+        for chunk in chunks.values():
+            if chunk is not None and chunk.status != protocol.COMPLETED:
+                return NodeCompletion(error=chunk.meta.reason or f"batch chunk {chunk.run_id} {chunk.status}"), Effects()
+        results: list[Any] = []
+        for chunk_id in ids:
+            chunk = chunks[chunk_id]
+            assert chunk is not None
+            results.extend(chunk.context.get(f"{protocol.OUTPUTS_PREFIX}{scatter}") or [])
+        key = str(node.params.get("outputKey") or node.id)
+        return NodeCompletion(output=results, context_sets={key: results}), Effects()
 
     def _wait(self, job: Job, state: RunState, bp: Blueprint) -> tuple[NodeCompletion | None, Effects]:
         return NodeCompletion(awaiting=builtins.WAIT_DETAILS), Effects()
@@ -261,7 +314,8 @@ class Engine:
             effects.sends = [Job(state.run_id, bp.id, target) for target in plan.fired
                              if target not in state.meta.results]
         else:
-            effects.publishes.append((state, FinalStatus(state.status, state.meta.reason)))
+            if not protocol.is_chunk(state):
+                effects.publishes.append((state, FinalStatus(state.status, state.meta.reason)))
             effects.sends.extend(_parent_jobs(state))
         return effects
 
@@ -302,6 +356,8 @@ class Engine:
         now = self.clock()
         if completion is None:
             return protocol.consume_job(state, node_id, now)
+        if protocol.is_chunk(state):
+            return protocol.commit_chunk(state, node_id, completion, now)
         return protocol.commit_node(
             state, bp, node_id, completion, self.evaluator, now, self.touch_interval_s
         )
@@ -330,7 +386,8 @@ class Engine:
         now = self.clock()
         effects.delayed = [(Job(written.run_id, bp.id, node_id), _delay_s(due, now)) for node_id, due in commit.delayed]
         if commit.final is not None:
-            effects.publishes.append((written, commit.final))
+            if not protocol.is_chunk(written):
+                effects.publishes.append((written, commit.final))
             effects.sends.extend(_parent_jobs(written))
         if commit.touch:
             effects.touches.append(written.run_id)

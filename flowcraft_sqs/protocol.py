@@ -489,6 +489,22 @@ def _awaited_node(state: RunState, node_id: str | None) -> str:
     return node_id
 
 
+def commit_chunk(state: RunState, node_id: str, completion: NodeCompletion, now: float) -> Commit:
+    """A batch chunk's outcome: stored, the chunk finished; chunks route nowhere themselves."""
+    outstanding = _decrement(state.meta.outstanding, node_id)
+    if completion.failed:
+        return _commit_failure(state, node_id, completion, outstanding, now)
+    sets = {OUTPUTS_PREFIX + node_id: defined_or_none(completion.output)}
+    results = {**state.meta.results, node_id: {"a": None, "f": []}}
+    meta = replace(state.meta, outstanding=outstanding, results=results, status=COMPLETED, touched_at=now)
+    context = _apply(state.context, sets, frozenset())
+    return Commit(replace(state, context=context, meta=meta), sets, frozenset(), (), FinalStatus(COMPLETED))
+
+
+def is_chunk(state: RunState) -> bool:
+    return bool(state.meta.extra.get("chunk"))
+
+
 def consume_job(state: RunState, node_id: str, now: float) -> Commit:
     """Remove an outstanding job that has nothing to run; may complete the run."""
     book = _Book.of(state.meta)

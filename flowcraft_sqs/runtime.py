@@ -16,7 +16,7 @@ from typing import Any
 
 from . import builtins, protocol
 from .blueprint import Blueprint, load_blueprint
-from .completion import run_node
+from .completion import run_batch_chunk, run_node
 from .errors import RunStateError
 from .expressions import DefaultEvaluator
 from .protocol import JobAction, RunState
@@ -117,6 +117,7 @@ class _InProcessRun:
         self.state = state
         self.signal = signal
         self.tasks: dict[asyncio.Task[Any], str] = {}
+        self.batch_results: dict[str, Any] = {}
 
     async def drive(self, start: list[str] | None = None) -> WorkflowResult:
         for node_id in protocol.outstanding_jobs(self.state) if start is None else start:
@@ -156,6 +157,10 @@ class _InProcessRun:
             return await self._sleep(node_id)
         if builtin == builtins.SUBFLOW:
             return await self._subflow(node_id)
+        if builtin == builtins.BATCH_SCATTER:
+            return await self._scatter(node_id)
+        if builtin == builtins.BATCH_GATHER:
+            return self._gather(node_id)
         rt = self.rt
         return await run_node(
             self.bp, node_id, dict(self.state.context), self.state.run_id, rt.registry,
@@ -186,6 +191,27 @@ class _InProcessRun:
             return protocol.NodeCompletion(error=f"Node '{node_id}' failed: subflow '{child_bp.id}' {result.status}: {reason}")
         output, writes = builtins.subflow_output(node.params, result.context, child_bp)
         return protocol.NodeCompletion(output=output, context_sets=writes)
+
+    async def _scatter(self, node_id: str) -> protocol.NodeCompletion:
+        """In-process, a batch runs as one chunk; its results wait here for the gather."""
+        node = self.bp.node_by_id[node_id]
+        items = protocol.resolve_node_input(self.state.context, node)
+        if not isinstance(items, list):
+            return protocol.NodeCompletion(error=f"Node '{node_id}' failed: batch-scatter input must be an array")
+        rt = self.rt
+        chunk = {builtins.CHUNK_ITEMS_KEY: items, builtins.CHUNK_OFFSET_KEY: 0}
+        done = await run_batch_chunk(self.bp, node, chunk, self.state.run_id, rt.registry, rt.dependencies,
+                                     rt.middleware, self.signal, rt._sleep, rt.logger)
+        if done.failed:
+            return done
+        gather = str(node.params.get("gatherNodeId"))
+        self.batch_results[gather] = done.output
+        return protocol.NodeCompletion(output={"gatherNodeId": gather, "hasMore": False, "chunks": 1, "count": len(items)})
+
+    def _gather(self, node_id: str) -> protocol.NodeCompletion:
+        results = self.batch_results.pop(node_id, [])
+        key = str(self.bp.node_by_id[node_id].params.get("outputKey") or node_id)
+        return protocol.NodeCompletion(output=results, context_sets={key: results})
 
     def _commit(self, node_id: str, completion: protocol.NodeCompletion) -> None:
         commit = protocol.commit_node(

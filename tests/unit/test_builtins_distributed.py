@@ -126,3 +126,19 @@ def test_a_subflow_runs_as_its_own_distributed_run() -> None:
 
 def test_time_is_only_the_fake_clock() -> None:
     assert time.time() > 0  # the fleet above never slept for real: its clock only moved
+
+
+@pytest.mark.parametrize("duplicate", [False, True], ids=["once", "twice"])
+def test_a_batch_runs_one_job_per_chunk_and_gathers_once_in_item_order(duplicate: bool) -> None:
+    from tests.unit.test_builtins_in_process import BATCH_REGISTRY, batch_blueprint
+
+    REGISTRY.update(BATCH_REGISTRY)
+    fleet = Fleet({"batch": batch_blueprint(chunk_size=4)}, duplicate)
+    run_id = fleet.start("batch", {"items": list(range(10))})
+    fleet.drain()
+    state = fleet.state(run_id)
+    assert state.status == "completed", state.meta.reason
+    assert state.context["squares"] == [i * i for i in range(10)]
+    assert state.context["_outputs.total"] == 285
+    assert [fleet.state(f"{run_id}#batch:scatter:{i}").status for i in range(3)] == ["completed"] * 3
+    assert fleet.statuses.publish_writes == 1

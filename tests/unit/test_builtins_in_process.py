@@ -156,3 +156,49 @@ def test_a_failing_subflow_fails_the_parent_with_the_childs_reason() -> None:
 def test_a_webhook_node_is_refused_at_load_with_what_to_use_instead() -> None:
     with pytest.raises(BlueprintError, match="use a 'wait' node"):
         FlowRuntime().load({"id": "hook", "nodes": [{"id": "h", "uses": "webhook"}]})
+
+
+def batch_blueprint(chunk_size: int = 3) -> dict[str, Any]:
+    return {
+        "id": "batch",
+        "nodes": [
+            {"id": "scatter", "uses": "batch-scatter", "inputs": "items",
+             "params": {"workerUsesKey": "square", "gatherNodeId": "gather", "chunkSize": chunk_size}},
+            {"id": "gather", "uses": "batch-gather", "params": {"gatherNodeId": "gather", "outputKey": "squares"}},
+            {"id": "total", "uses": "sum", "inputs": "squares"},
+        ],
+        "edges": [{"source": "scatter", "target": "gather"}, {"source": "gather", "target": "total"}],
+    }
+
+
+def square(ctx: Any) -> dict[str, Any]:
+    if ctx.input == "bad":
+        raise ValueError("cannot square 'bad'")
+    return {"output": ctx.input * ctx.input}
+
+
+def total(ctx: Any) -> dict[str, Any]:
+    return {"output": sum(ctx.input)}
+
+
+BATCH_REGISTRY = {"square": square, "sum": total}
+
+
+def test_a_batch_runs_the_worker_per_item_and_gathers_in_item_order() -> None:
+    runtime = FlowRuntime(registry=BATCH_REGISTRY)
+    result = runtime.run_sync(batch_blueprint(), {"items": [1, 2, 3, 4, 5]})
+    assert result.status == "completed", result.reason
+    assert result.context["squares"] == [1, 4, 9, 16, 25]
+    assert result.context["_outputs.total"] == 55
+
+
+def test_a_failing_batch_item_fails_the_run_with_its_reason() -> None:
+    runtime = FlowRuntime(registry=BATCH_REGISTRY)
+    result = runtime.run_sync(batch_blueprint(), {"items": [1, "bad"]})
+    assert result.status == "failed"
+    assert result.reason == "Node 'scatter_item_1' failed: cannot square 'bad'"
+
+
+def test_a_batch_without_a_registered_worker_is_refused_at_load() -> None:
+    with pytest.raises(BlueprintError, match="workerUsesKey 'square' is not registered"):
+        FlowRuntime(registry={"sum": total}).load(batch_blueprint())
