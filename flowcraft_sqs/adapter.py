@@ -22,7 +22,8 @@ redelivered until the redrive limit. Everything else that raises while a message
 processed (throttling, a dropped connection, a bug) leaves the message in the queue: it
 comes back after its visibility timeout, and reaches the DLQ after the redrive limit.
 A job for another blueprint version goes back to the queue (ChangeMessageVisibility),
-for a worker that has that version.
+for a worker that has that version; so does a copy of a job that is running in this
+process right now (the engine claims each execution), to replay once that one committed.
 
 Local continuation: when a commit fires successors, one of them (the first) runs at once
 in this process, on the state the commit just wrote, instead of a send + receive + read +
@@ -31,7 +32,9 @@ chain ends, its visibility extended as the chain runs long. If the process dies 
 the message is redelivered: its own node replays (re-sending what it fired), and because a
 chain always continues with the first fired node, the redelivered job follows that path
 through the committed nodes and re-sends whatever those fired that is still outstanding
-(`_resend_chain`). A chain stops after `max_chain_length` nodes.
+(`continuation.py` holds this policy, shared with the multiprocess receivers). A chain
+stops after `max_chain_length` nodes, and never continues from a commit that another
+worker made first (a duplicate delivery): that worker continues it.
 """
 
 from __future__ import annotations
@@ -50,17 +53,20 @@ from . import protocol
 from .aws import RequestCounter, make_clients
 from .blueprint import Blueprint, load_blueprints
 from .completion import run_node
+from .continuation import MAX_CHAIN_LENGTH, chain_resends, take_continuation
 from .engine import Effects, Engine, Execute, Planned, perform
 from .errors import ConfigError, MalformedMessage, RunStateError, TransientError
+from .expressions import DefaultEvaluator
 from .messages import Job, parse_job
 from .ports import Received
-from .protocol import JobAction, RunState
+from .protocol import RunState
+from .stores.dynamodb import DynamoRunStore, DynamoStatusTable
+from .transport.sqs import SqsQueue
 
 log = logging.getLogger("flowcraft_sqs.adapter")
 
 DEFAULT_WAIT_TIME_S: Final = 20  # SQS's longest long poll: fewest empty receives when idle
 DEFAULT_BATCH_SIZE: Final = 10  # SQS's most messages per receive
-MAX_CHAIN_LENGTH: Final = 100  # nodes run locally for one message before the next goes through SQS
 SQS_DEFAULT_VISIBILITY_S: Final = 30  # a queue's visibility when neither we nor it say otherwise
 RECEIVE_RETRY_DELAY_S: Final = 1.0  # after a failed receive, so a broken endpoint is not hammered
 
@@ -68,7 +74,7 @@ RECEIVE_RETRY_DELAY_S: Final = 1.0  # after a failed receive, so a broken endpoi
 EXECUTED: Final = "executed"  # its node ran and was committed (plus `hops - 1` continued locally)
 REPLAYED: Final = "replayed"  # its node was committed before: routing or the final status re-sent
 SKIPPED: Final = "skipped"  # nothing to do (run finished, job no longer expected)
-REQUEUED: Final = "requeued"  # left in the queue for `retry_after_s` (another blueprint version)
+REQUEUED: Final = "requeued"  # back to the queue for `retry_after_s` (other version, or a copy running here)
 REJECTED: Final = "rejected"  # a bad message, dropped by the policy above
 FAILED: Final = "failed"  # processing raised; the message stays in the queue
 DONE_OUTCOMES: Final = frozenset({EXECUTED, REPLAYED, SKIPPED, REJECTED})  # delete the message
@@ -132,7 +138,7 @@ class SqsAdapter:
     ) -> None:
         options = normalize_runtime_options(runtime_options)
         self.registry: dict[str, Any] = dict(options.get("registry") or {})
-        self.evaluator = options.get("evaluator") or _default_evaluator()
+        self.evaluator = options.get("evaluator") or DefaultEvaluator()
         self.blueprints: dict[str, Blueprint] = load_blueprints(
             options.get("blueprints") or {},
             registry=self.registry,
@@ -164,15 +170,11 @@ class SqsAdapter:
         if queue is None or store is None or statuses is None:
             sqs_client, dynamodb_client = self._clients(sqs_client, dynamodb_client)
         if queue is None:
-            from .transport.sqs import SqsQueue
-
             url = queue_url or os.environ.get("SQS_QUEUE_URL")
             if not url:
                 raise ConfigError("SqsAdapter needs queue_url= or the SQS_QUEUE_URL environment variable")
             queue = SqsQueue(sqs_client, url)
         if store is None or statuses is None:
-            from .stores.dynamodb import DynamoRunStore, DynamoStatusTable
-
             store = store or DynamoRunStore(dynamodb_client, context_table)
             statuses = statuses or DynamoStatusTable(dynamodb_client, status_table)
         self.queue, self.store, self.statuses = queue, store, statuses
@@ -219,7 +221,10 @@ class SqsAdapter:
         try:
             while not self._stopping.is_set():
                 try:
-                    self.poll_once()
+                    self._consume_once()
+                except TransientError as exc:
+                    self.log.warning("receiving a batch failed (%s); retrying", exc)
+                    self._stopping.wait(RECEIVE_RETRY_DELAY_S)
                 except Exception:
                     self.log.exception("receiving or processing a batch failed; retrying")
                     self._stopping.wait(RECEIVE_RETRY_DELAY_S)
@@ -227,14 +232,21 @@ class SqsAdapter:
             self._loop.close()
             self._loop = None
 
+    def _consume_once(self) -> None:
+        messages = self._receive(self.wait_time_seconds)
+        if messages and self._stopping.is_set():
+            # Stop was asked during the long poll: let another worker have them now.
+            self.queue.change_visibility([m.receipt for m in messages], 0)
+        elif messages:
+            self.process_messages(messages)
+
     def poll_once(self, wait_time_seconds: int | None = None) -> list[JobResult]:
         """Receive one batch, process it and settle its messages (delete, requeue)."""
-        wait = self.wait_time_seconds if wait_time_seconds is None else wait_time_seconds
-        messages = self.queue.receive(self.batch_size, wait, self.visibility_timeout)
-        if messages and self._stopping.is_set():
-            self.queue.change_visibility([m.receipt for m in messages], 0)  # for another worker
-            return []
+        messages = self._receive(self.wait_time_seconds if wait_time_seconds is None else wait_time_seconds)
         return self.process_messages(messages) if messages else []
+
+    def _receive(self, wait_s: int) -> list[Received]:
+        return self.queue.receive(self.batch_size, wait_s, self.visibility_timeout)
 
     def process_messages(
         self, messages: Sequence[Received], *, settle: bool = True, deadline: float | None = None
@@ -253,30 +265,10 @@ class SqsAdapter:
     async def _process(self, messages: Sequence[Received], settle: bool, deadline: float | None) -> list[JobResult]:
         planned = await asyncio.to_thread(self.engine.plan_messages, messages)
         batch = _Batch(self.queue, self.log, self.clock()) if settle else None
-        groups = _same_job_groups(planned)
-        outcomes = await asyncio.gather(
-            *(self._handle_group([planned[i] for i in group], batch, deadline) for group in groups)
-        )
-        results: list[JobResult] = [None] * len(planned)  # type: ignore[list-item]
-        for group, group_results in zip(groups, outcomes, strict=True):
-            for index, result in zip(group, group_results, strict=True):
-                results[index] = result
+        results = await asyncio.gather(*(self._handle(p, batch, deadline) for p in planned))
         if batch is not None:
             await asyncio.to_thread(batch.settle)
-        return results
-
-    async def _handle_group(self, group: list[Planned], batch: _Batch | None, deadline: float | None) -> list[JobResult]:
-        """Copies of one job in one batch (at-least-once delivery): run it once, settle all."""
-        first = await self._handle(group[0], batch, deadline)
-        results = [first]
-        for copy in group[1:]:
-            if first.done:
-                if batch is not None and copy.received is not None:
-                    batch.finish(copy.received.receipt)
-                results.append(self._result(copy, SKIPPED, detail="a copy of a job earlier in the batch"))
-            else:
-                results.append(self._result(copy, FAILED, detail=first.detail, error=first.error))
-        return results
+        return list(results)
 
     # --- one message ---------------------------------------------------------------------
 
@@ -338,15 +330,21 @@ class SqsAdapter:
     # --- execution and local continuation ------------------------------------------------
 
     async def _run_chain(self, execute: Execute | None, lease: _Lease | None, deadline: float | None) -> int:
+        """Run `execute`, commit it, and go on with what it fired (local continuation)."""
         hops = 0
         while execute is not None:
             completion = await self._execute(execute)
             effects, state, ours = await asyncio.to_thread(self._complete, execute, completion)
             hops += 1
             following = self._continuation(effects, state, execute.blueprint, hops, deadline) if ours else None
-            await asyncio.to_thread(self._perform, effects)
-            if following is not None and lease is not None:
-                await asyncio.to_thread(lease.keep)
+            try:
+                await asyncio.to_thread(self._perform, effects)
+                if following is not None and lease is not None:
+                    await asyncio.to_thread(lease.keep)
+            except BaseException:
+                if following is not None:
+                    self.engine.release(following)  # claimed, never run: its job is in the state
+                raise
             execute = following
         return hops
 
@@ -362,26 +360,26 @@ class SqsAdapter:
 
     async def _execute(self, execute: Execute) -> protocol.NodeCompletion:
         state, job = execute.state, execute.job
-        return await run_node(
-            execute.blueprint, job.node_id, dict(state.context), state.run_id,
-            self.registry, self.dependencies, self.middleware, logger=self.log,
-        )
+        try:
+            return await run_node(
+                execute.blueprint, job.node_id, dict(state.context), state.run_id,
+                self.registry, self.dependencies, self.middleware, logger=self.log,
+            )
+        except BaseException:
+            self.engine.release(execute)  # Engine.complete releases it otherwise
+            raise
 
     def _continuation(
         self, effects: Effects, state: RunState, bp: Blueprint, hops: int, deadline: float | None
     ) -> Execute | None:
-        """Take the first job the commit fired out of `effects.sends`, to run it here next."""
-        if not self.local_continuation or hops >= self.max_chain_length:
+        """The job to run here next, taken out of `effects.sends` (continuation.py's policy)."""
+        if not self.local_continuation or (deadline is not None and self.clock() >= deadline):
             return None
-        if deadline is not None and self.clock() >= deadline:
+        following = take_continuation(effects, state, bp, hops, self.max_chain_length)
+        if following is not None and not self.engine.claim_continuation(following):
+            effects.sends.append(following.job)  # a copy already runs here: send it, it will replay
             return None
-        for index, job in enumerate(effects.sends):
-            if job.delay_until is not None:
-                continue  # must not run before its time: SQS holds it
-            if protocol.plan_job(state, bp, job.node_id).action is JobAction.EXECUTE:
-                del effects.sends[index]
-                return Execute(job, state, bp)
-        return None
+        return following
 
     def _replay(self, p: Planned) -> None:
         self._perform(p.effects)
@@ -390,27 +388,16 @@ class SqsAdapter:
             self._resend_chain(p.job)
 
     def _resend_chain(self, job: Job) -> None:
-        """After a crash mid-chain: re-send what the chain's committed nodes fired and nobody ran.
-
-        The engine's replay re-sent what `job`'s own node fired. A chain continues with the
-        first fired node, so follow that path through committed nodes (one read, only for
-        redelivered messages) and re-send their other fired nodes that are still outstanding.
-        """
+        """A redelivered message whose node is committed may have started a chain that a crash
+        cut short: re-send what that chain fired and nobody ran (one read, redeliveries only)."""
         state = self.store.load_runs([job.run_id]).get(job.run_id)
         bp = self.blueprints.get(job.blueprint_id)
-        if state is None or bp is None or state.is_final:
+        if state is None or bp is None:
             return
-        node_id, resend = job.node_id, []
-        for depth in range(self.max_chain_length):
-            plan = protocol.plan_job(state, bp, node_id)
-            if plan.action is not JobAction.REPLAY or not plan.fired:
-                break
-            if depth > 0:
-                resend += [t for t in plan.fired if _waiting(state, t)]
-            node_id = plan.fired[0]
-        if resend:
-            self.log.warning("run %s: re-sending %s after an interrupted chain", job.run_id, resend)
-            self.queue.send_jobs([Job(job.run_id, bp.id, t) for t in dict.fromkeys(resend)])
+        lost = chain_resends(state, bp, job.node_id, self.max_chain_length)
+        if lost:
+            self.log.warning("run %s: re-sending %s after an interrupted chain", job.run_id, lost)
+            self.queue.send_jobs([Job(job.run_id, bp.id, node_id) for node_id in lost])
 
     def _lease(self, received: Received | None, batch: _Batch | None) -> _Lease | None:
         if received is None or batch is None or not self.local_continuation:
@@ -565,19 +552,6 @@ class _WriteWitness:
         return getattr(self._local, "written", None) == (state.run_id, state.version)
 
 
-def _same_job_groups(planned: Sequence[Planned]) -> list[list[int]]:
-    """Indexes of `planned`, with the executions of one (run, node) grouped, in order."""
-    groups: dict[Any, list[int]] = {}
-    for index, item in enumerate(planned):
-        key = item.execute.job.key if item.execute is not None else index
-        groups.setdefault(key, []).append(index)
-    return list(groups.values())
-
-
-def _waiting(state: RunState, node_id: str) -> bool:
-    return node_id not in state.meta.results and state.meta.outstanding.get(node_id, 0) > 0
-
-
 def normalize_runtime_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
     """`runtime_options` with snake_case keys; ConfigError names an unknown key."""
     normalized: dict[str, Any] = {}
@@ -591,9 +565,3 @@ def normalize_runtime_options(options: Mapping[str, Any] | None) -> dict[str, An
             raise ConfigError(f"unknown runtime option {key!r}; known: {known}")
         normalized[name] = value
     return normalized
-
-
-def _default_evaluator() -> Any:
-    from .expressions import DefaultEvaluator
-
-    return DefaultEvaluator()

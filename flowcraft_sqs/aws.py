@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import threading
+import weakref
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Final
@@ -93,14 +94,14 @@ class RequestCounter:
         self._lock = threading.Lock()
         self._requests: Counter[str] = Counter()
         self._calls: Counter[str] = Counter()
-        self._attached: set[int] = set()
+        self._attached: weakref.WeakSet[Any] = weakref.WeakSet()
 
     def attach(self, client: Any) -> Any:
         """Count `client`'s requests from now on (attaching twice counts once); returns it."""
         with self._lock:
-            if id(client) in self._attached:
+            if client in self._attached:
                 return client
-            self._attached.add(id(client))
+            self._attached.add(client)
         label = client.meta.service_model.service_id  # "SQS", "DynamoDB"
         events = client.meta.events
         events.register("before-call", lambda event_name, **_: self._add(self._calls, label, event_name))

@@ -27,6 +27,7 @@ from .aws import make_clients
 from .blueprint import Blueprint, load_blueprint, load_blueprints
 from .engine import Engine, perform
 from .errors import ConfigError, RunStateError
+from .expressions import DefaultEvaluator
 from .messages import Job
 from .stores.dynamodb import DynamoRunStore, DynamoStatusTable
 from .transport.sqs import SqsQueue
@@ -40,16 +41,18 @@ SETTLED_STATUSES: Final = protocol.FINAL_STATUSES | {protocol.AWAITING}
 class RunResult:
     """A run's status as the status table has it; `context` is set once it completed."""
 
-    run_id: str
     status: str
     context: dict[str, Any] | None = None
     reason: str | None = None
+    run_id: str = ""
+    awaiting: dict[str, Any] | None = None  # when awaiting: node id -> what it waits for
 
     @classmethod
     def from_item(cls, run_id: str, item: Mapping[str, Any]) -> RunResult:
         result = item.get("result")
         context = result.get("context") if isinstance(result, Mapping) else None
-        return cls(run_id, str(item.get("status")), context, item.get("reason"))
+        awaiting = item.get("awaiting") if isinstance(item.get("awaiting"), Mapping) else None
+        return cls(str(item.get("status")), context, item.get("reason"), run_id, awaiting)
 
 
 class FlowcraftClient:
@@ -76,7 +79,7 @@ class FlowcraftClient:
         self.store = DynamoRunStore(dynamodb_client, context_table_name)
         self.statuses = DynamoStatusTable(dynamodb_client, status_table_name)
         self.clock = clock
-        self._engine = Engine(self.blueprints, self.store, evaluator=None, clock=clock)
+        self._engine = Engine(self.blueprints, self.store, evaluator=DefaultEvaluator(), clock=clock)
 
     def start_run(
         self,
@@ -127,3 +130,15 @@ class FlowcraftClient:
             raise RunStateError(f"run '{run_id}' has no state in the contexts table") from None
         perform(effects, self.queue, self.statuses, self.clock)
         return effects.publishes[0][1].status if effects.publishes else protocol.CANCELLED
+
+    def resume(
+        self, run_id: str, node_id: str | None = None, action: str | None = None, output: Any = None
+    ) -> None:
+        """Resume a waiting node: it completes with `output`, and its edges are taken by `action`.
+
+        `node_id` may be left out when the run waits at one node only. Resuming a node that
+        was already resumed does nothing; a run that is not waiting raises RunStateError.
+        The client needs the run's blueprint (`blueprints=`) to route.
+        """
+        effects = self._engine.resume(run_id, node_id, action, output)
+        perform(effects, self.queue, self.statuses, self.clock)

@@ -1,7 +1,7 @@
 """Local continuation: run a node's successor here instead of round-tripping it through SQS.
 
 After node A (delivered by message mA) commits and fires successors, the worker runs the
-first of them that can run now (B) itself, on the state the commit just wrote, and sends
+first of them (B) itself, if it can run now,, on the state the commit just wrote, and sends
 the others as usual. mA stays undeleted, its lease extended, until the chain it started
 ends (or reaches MAX_CHAIN_LENGTH nodes); then its last effects go out and mA is deleted.
 
@@ -12,17 +12,23 @@ through the committed nodes and name every node they fired that nobody has run y
 redelivered message's worker re-sends those. Nothing is lost, and every node still
 commits at most once (a duplicate job finds its node committed and replays).
 
-These two functions are the whole policy, shared by the single-process `SqsAdapter` and
-the multiprocess receivers, so both continue and recover the same way.
+Only the worker whose commit wrote the node may continue its chain (`WriteWitness`): if a
+duplicate delivery committed it elsewhere first, that worker continues, and continuing here
+too would run every later node twice. Built-in nodes (wait, sleep, subflow, ...) are never
+continued: the engine carries them out where it plans a job, so they go through the queue.
+
+This module is the whole policy, shared by the single-process `SqsAdapter` and the
+multiprocess receivers, so both continue and recover the same way.
 """
 
 from __future__ import annotations
 
-from typing import Final
+import threading
+from typing import Any, Final
 
-from . import protocol
+from . import builtins, protocol
 from .blueprint import Blueprint
-from .engine import Effects, Execute
+from .engine import Effects, Engine, Execute
 from .protocol import JobAction, RunState
 
 #: Nodes run locally for one received message before the next one goes through SQS: a
@@ -36,20 +42,62 @@ def take_continuation(
     """Remove from `effects.sends` the job to run locally next, and return it (or None).
 
     `state` is the run as the commit that produced `effects` wrote it; `hops` counts the
-    nodes this message has run so far. The job is the first sent one that has no
-    `notBefore` delay and that the protocol says to EXECUTE against `state`.
+    nodes this message has run so far. Only the FIRST sent job is considered, as the
+    recovery walk in `chain_resends` follows the first fired node: it must have no
+    `notBefore` delay, not be a built-in, and be one the protocol says to EXECUTE.
     """
-    if hops >= max_hops or state.is_final:
+    if hops >= max_hops or state.is_final or not effects.sends or not effects.committed_here:
+        return None  # not ours to continue: another delivery committed this node and continues
+    job = effects.sends[0]
+    if job.delay_until is not None or job.run_id != state.run_id or job.blueprint_id != bp.id:
+        return None  # a delayed job must not run before its time: SQS holds it
+    if bp.node_by_id[job.node_id].uses in builtins.PROTOCOL_BUILTINS:
+        return None  # the engine carries out built-ins when it plans their job
+    if protocol.plan_job(state, bp, job.node_id).action is not JobAction.EXECUTE:
         return None
-    for index, job in enumerate(effects.sends):
-        if job.delay_until is not None:
-            continue  # must not run before its time: SQS holds it
-        if job.run_id != state.run_id or job.blueprint_id != bp.id:
-            continue
-        if protocol.plan_job(state, bp, job.node_id).action is JobAction.EXECUTE:
-            del effects.sends[index]
-            return Execute(job, state, bp)
-    return None
+    del effects.sends[0]
+    return Execute(job, state, bp)
+
+
+def next_local(
+    engine: Engine, effects: Effects, state: RunState, bp: Blueprint, hops: int,
+    max_hops: int = MAX_CHAIN_LENGTH,
+) -> Execute | None:
+    """`take_continuation`, claimed in `engine` (Engine.claim_continuation); None to send.
+
+    Call it only when the commit that produced `effects` was this worker's own
+    (`WriteWitness.wrote`). If a copy of the job already executes here, it is put back
+    into `effects.sends`: sent, it will find the node committed and replay.
+    """
+    following = take_continuation(effects, state, bp, hops, max_hops)
+    if following is not None and not engine.claim_continuation(following):
+        effects.sends.append(following.job)
+        return None
+    return following
+
+
+class WriteWitness:
+    """A run store wrapper noting, per thread, which run version this thread's last write
+    created: after `Engine.complete`, `wrote(state)` says whether the commit was ours."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+        self._local = threading.local()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def write(self, commit: Any, expected_version: int) -> Any:
+        result = self._store.write(commit, expected_version)
+        if result.ok:
+            self._local.written = (commit.state.run_id, expected_version + 1)
+        return result
+
+    def forget(self) -> None:
+        self._local.written = None
+
+    def wrote(self, state: RunState) -> bool:
+        return getattr(self._local, "written", None) == (state.run_id, state.version)
 
 
 def chain_resends(

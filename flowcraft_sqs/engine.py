@@ -58,6 +58,9 @@ class Effects:
     publishes: list[tuple[RunState, FinalStatus]] = field(default_factory=list)
     touches: list[str] = field(default_factory=list)
     delayed: list[tuple[Job, int]] = field(default_factory=list)  # (job, SQS delay in seconds)
+    # True when this engine's own write committed the node; False when another delivery's
+    # commit was found (then the caller must not continue the chain: the other one does).
+    committed_here: bool = False
 
     def merge(self, other: Effects) -> None:
         self.sends.extend(other.sends)
@@ -381,7 +384,7 @@ class Engine:
         return fresh
 
     def _effects_of(self, commit: Commit, written: RunState, bp: Blueprint) -> Effects:
-        effects = Effects()
+        effects = Effects(committed_here=True)
         effects.sends = [Job(written.run_id, bp.id, target) for target in commit.fired]
         now = self.clock()
         effects.delayed = [(Job(written.run_id, bp.id, node_id), _delay_s(due, now)) for node_id, due in commit.delayed]

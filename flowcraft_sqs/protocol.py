@@ -459,7 +459,7 @@ def resume_node(
     Resuming a node that was already resumed changes nothing (no fired jobs); resuming a
     run that is not waiting there raises RunStateError.
     """
-    node_id = _awaited_node(state, node_id)
+    node_id = _awaited_node(state, bp, node_id)
     if node_id in state.meta.results:
         return Commit(state, {}, frozenset(), (), None)
     outstanding = dict(state.meta.outstanding)
@@ -472,11 +472,14 @@ def resume_node(
     return commit
 
 
-def _awaited_node(state: RunState, node_id: str | None) -> str:
+def _awaited_node(state: RunState, bp: Blueprint, node_id: str | None) -> str:
     awaiting = state.meta.awaiting
     if node_id is None:
         if len(awaiting) == 1:
             return next(iter(awaiting))
+        resumed = [n.id for n in bp.nodes if n.uses == builtins.WAIT and n.id in state.meta.results]
+        if not awaiting and len(resumed) == 1:
+            return resumed[0]  # a repeat of the resume that already happened: harmless
         if not awaiting:
             raise RunStateError(f"run '{state.run_id}' is not awaiting (status {state.status})")
         raise RunStateError(

@@ -15,13 +15,15 @@ import pytest
 from flowcraft_sqs.adapter import EXECUTED, SqsAdapter
 from flowcraft_sqs.aws import RequestCounter, make_clients, requests_per_node
 from flowcraft_sqs.client import FlowcraftClient
-from flowcraft_sqs.errors import TransientError
+from flowcraft_sqs.errors import MalformedMessage, TransientError
+from flowcraft_sqs.messages import Job
 from flowcraft_sqs.stores.dynamodb import DynamoRunStore, DynamoStatusTable
-from flowcraft_sqs.transport.sqs import SqsQueue
+from flowcraft_sqs.transport.sqs import MAX_BATCH_PAYLOAD_BYTES, SqsQueue
 from tests.cases.behaviours import Behaviours
 from tests.test_cases import CASES, check_expectations
 
-pytestmark = pytest.mark.aws
+# Tests that use the local-server fixtures get the `aws` mark from conftest; the SqsQueue and
+# RequestCounter tests at the end need no server.
 
 RUN_TIMEOUT_S = 30.0
 TS_REQUESTS_PER_NODE = 11.1  # the TypeScript adapter, measured the same way (spec §9)
@@ -338,3 +340,93 @@ def test_the_request_counter_counts_every_http_attempt_and_each_logical_call(
         assert counter.snapshot() == {"SQS.ReceiveMessage": 3}
     finally:
         server.shutdown()
+
+
+# --- SqsQueue's per-entry handling, on a scripted client ------------------------------------
+
+
+class ScriptedSqs:
+    """A boto3 SQS client stand-in: each call pops the next scripted response (or raises it)."""
+
+    def __init__(self, *responses: Any) -> None:
+        self.responses = list(responses)
+        self.requests: list[tuple[str, dict[str, Any]]] = []
+
+    def __getattr__(self, operation: str) -> Any:
+        def call(**request: Any) -> Any:
+            self.requests.append((operation, request))
+            response = self.responses.pop(0) if self.responses else {}
+            if isinstance(response, Exception):
+                raise response
+            return response
+
+        return call
+
+
+def scripted_queue(*responses: Any) -> tuple[SqsQueue, ScriptedSqs]:
+    client = ScriptedSqs(*responses)
+    return SqsQueue(client, "https://sqs.example/1/q", sleep=lambda _s: None), client
+
+
+def test_send_jobs_retries_only_the_refused_entries() -> None:
+    queue, client = scripted_queue(
+        {"Failed": [{"Id": "1", "Code": "InternalError", "SenderFault": False}]}, {})
+    queue.send_jobs([Job("r", "b", "A"), Job("r", "b", "B")])
+    retried = client.requests[1][1]["Entries"]
+    assert [json.loads(e["MessageBody"])["nodeId"] for e in retried] == ["B"]
+
+
+def test_send_jobs_gives_up_with_a_transient_error() -> None:
+    refusal = {"Failed": [{"Id": "0", "Code": "InternalError", "SenderFault": False}]}
+    queue, _ = scripted_queue(*[refusal] * 5)
+    with pytest.raises(TransientError, match="still refused after 5 attempts"):
+        queue.send_jobs([Job("r", "b", "A")])
+
+
+def test_a_sender_fault_is_not_retried() -> None:
+    queue, client = scripted_queue({"Failed": [{"Id": "0", "Code": "InvalidMessageContents", "SenderFault": True}]})
+    with pytest.raises(MalformedMessage, match="InvalidMessageContents"):
+        queue.send_jobs([Job("r", "b", "A")])
+    assert len(client.requests) == 1
+
+
+def test_sends_are_chunked_by_count_and_by_payload_size() -> None:
+    queue, client = scripted_queue()
+    queue.send_jobs([Job("r", "b", f"n{i}") for i in range(23)])
+    assert [len(r["Entries"]) for _, r in client.requests] == [10, 10, 3]
+    queue, client = scripted_queue()
+    big = "x" * (MAX_BATCH_PAYLOAD_BYTES // 3 + 1)  # three of them pass the limit
+    queue.send_raw([big] * 4)
+    assert [len(r["Entries"]) for _, r in client.requests] == [2, 2]
+
+
+def test_stale_receipts_are_not_failures_and_others_are_returned() -> None:
+    queue, _ = scripted_queue({"Failed": [
+        {"Id": "0", "Code": "ReceiptHandleIsInvalid", "SenderFault": True},
+        {"Id": "1", "Code": "AWS.SimpleQueueService.MessageNotInflight", "SenderFault": True},
+        {"Id": "2", "Code": "InternalError", "SenderFault": False},
+    ]})
+    assert queue.delete(["gone", "taken", "unlucky"]) == ["unlucky"]
+
+
+def test_visibility_is_capped_at_twelve_hours() -> None:
+    queue, client = scripted_queue()
+    queue.change_visibility(["r"], 10**6)
+    assert client.requests[0][1]["Entries"][0]["VisibilityTimeout"] == 12 * 60 * 60
+
+
+def test_throttling_becomes_a_transient_error() -> None:
+    from botocore.exceptions import ClientError, EndpointConnectionError
+
+    throttled = ClientError({"Error": {"Code": "RequestThrottled"}, "ResponseMetadata": {"HTTPStatusCode": 403}},
+                            "ReceiveMessage")
+    queue, _ = scripted_queue(throttled, EndpointConnectionError(endpoint_url="https://sqs.example"))
+    with pytest.raises(TransientError):
+        queue.receive(10, 0)
+    with pytest.raises(TransientError):
+        queue.receive(10, 0)
+    denied = ClientError({"Error": {"Code": "AccessDenied"}, "ResponseMetadata": {"HTTPStatusCode": 403}},
+                         "ReceiveMessage")
+    queue, _ = scripted_queue(denied)
+    with pytest.raises(ClientError):
+        queue.receive(10, 0)

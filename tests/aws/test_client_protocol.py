@@ -122,6 +122,48 @@ def test_a_run_started_exactly_as_the_seed_client_does_completes(
     assert final["payload"]["status"] == "completed"
 
 
+def test_the_seed_worker_and_reconciler_examples_work_in_python_spelling(
+    aws_clients: Any, infra: Any, local_aws: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # worker.ts, line for line: clients from the environment, the coordination store, the adapter.
+    for name, value in local_aws.env().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("SQS_QUEUE_URL", infra.queue_url)
+    import os
+
+    import boto3
+
+    from flowcraft_sqs import DynamoDbCoordinationStore, ReconciliationStats, create_sqs_reconciler
+    from flowcraft_sqs import SqsAdapter as PublicSqsAdapter
+
+    region = os.environ.get("AWS_REGION") or "us-east-1"
+    sqs_client = boto3.client("sqs", region_name=region)
+    dynamodb_client = boto3.client("dynamodb", region_name=region)
+    coordination_store = DynamoDbCoordinationStore(client=dynamodb_client, table_name=infra.coordination_table)
+    adapter = PublicSqsAdapter(
+        sqs_client=sqs_client,
+        dynamodb_client=dynamodb_client,
+        queue_url=os.environ.get("SQS_QUEUE_URL"),
+        context_table_name=infra.context_table,
+        status_table_name=infra.status_table,
+        coordination_store=coordination_store,
+        runtime_options={"registry": REGISTRY, "blueprints": {MODERATION["id"]: MODERATION}},
+        wait_time_seconds=1,
+    )
+    adapter.start()
+    try:
+        run_id = seed_client_starts_a_run(aws_clients, infra, {"userId": "u-7", "content": "ok"})
+        assert seed_client_waits(aws_clients, infra, run_id)["status"] == "completed"
+    finally:
+        adapter.stop(timeout=10)
+    # reconcile.ts
+    reconciler = create_sqs_reconciler(adapter=adapter, dynamodb_client=dynamodb_client,
+                                       status_table_name=infra.status_table, stalled_threshold_seconds=300)
+    stats = reconciler.run()
+    assert isinstance(stats, ReconciliationStats)
+    assert (stats.scannedItems, stats.stalledRuns, stats.reconciledRuns, stats.failedRuns) == (1, 0, 0, 0)
+
+
 # --- FlowcraftClient ------------------------------------------------------------------------
 
 
@@ -154,7 +196,7 @@ def test_start_run_writes_state_then_status_then_jobs(aws_clients: Any, infra: A
     assert calls == ["store.create_run", "statuses.start", "queue.send_jobs"]
     state = DynamoRunStore(aws_clients.dynamodb, infra.context_table).load_runs([run_id])[run_id]
     assert state.context == {"userId": "u", "content": "hi"} and dict(state.meta.outstanding) == {"fetch": 1}
-    assert client.status(run_id) == RunResult(run_id, "running")
+    assert client.status(run_id) == RunResult("running", run_id=run_id)
     bodies = [m["Body"] for m in aws_clients.sqs.receive_message(
         QueueUrl=infra.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)["Messages"]]
     assert bodies == [f'{{"runId":"{run_id}","blueprintId":"content-moderation","nodeId":"fetch"}}']
@@ -179,7 +221,7 @@ def test_cancel_publishes_cancelled_once_and_wait_sees_it(aws_clients: Any, infr
     assert client.cancel(run_id) == "cancelled"
     first = client.status(run_id)
     assert client.cancel(run_id, "again") == "cancelled"  # no second write
-    assert client.status(run_id) == first == RunResult(run_id, "cancelled", None, "cancelled by client")
+    assert client.status(run_id) == first == RunResult("cancelled", None, "cancelled by client", run_id)
     assert client.wait(run_id, timeout_s=1) == first
     with pytest.raises(RunStateError, match="no-such-run"):
         client.cancel("no-such-run")
