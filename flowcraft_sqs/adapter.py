@@ -157,8 +157,7 @@ class SqsAdapter:
         self.clock = clock
         self._build_ports(sqs_client, dynamodb_client, queue_url, context_table_name,
                           status_table_name, queue, store, statuses)
-        self._witness = _WriteWitness(self.store)
-        self.engine = Engine(self.blueprints, self._witness, self.evaluator, clock)
+        self.engine = Engine(self.blueprints, self.store, self.evaluator, clock, user_uses=self.registry)
         self._statuses_for_effects = _TouchesNeverRaise(self.statuses, self.log)
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -334,9 +333,11 @@ class SqsAdapter:
         hops = 0
         while execute is not None:
             completion = await self._execute(execute)
-            effects, state, ours = await asyncio.to_thread(self._complete, execute, completion)
+            effects, state = await asyncio.to_thread(self.engine.complete, execute, completion)
             hops += 1
-            following = self._continuation(effects, state, execute.blueprint, hops, deadline) if ours else None
+            # Only a commit of our own may go on: after a duplicate delivery committed the
+            # node first, that delivery's worker continues the chain (effects.committed_here).
+            following = self._continuation(effects, state, execute.blueprint, hops, deadline)
             try:
                 await asyncio.to_thread(self._perform, effects)
                 if following is not None and lease is not None:
@@ -347,16 +348,6 @@ class SqsAdapter:
                 raise
             execute = following
         return hops
-
-    def _complete(self, execute: Execute, completion: protocol.NodeCompletion) -> tuple[Effects, RunState, bool]:
-        """Engine.complete, plus whether the commit was ours: only then may the chain go on.
-
-        If another worker committed the node first (a duplicate delivery), its worker
-        continues the chain; continuing here too would run every later node twice.
-        """
-        self._witness.forget()
-        effects, state = self.engine.complete(execute, completion)
-        return effects, state, self._witness.wrote(state)
 
     async def _execute(self, execute: Execute) -> protocol.NodeCompletion:
         state, job = execute.state, execute.job
@@ -527,29 +518,6 @@ class _TouchesNeverRaise:
             self._statuses.touch(run_id, now)
         except Exception as exc:
             self._log.warning("run %s: status touch failed (%s); the run goes on", run_id, exc)
-
-
-class _WriteWitness:
-    """The run store, noting per thread which run version this thread's last write created."""
-
-    def __init__(self, store: Any) -> None:
-        self._store = store
-        self._local = threading.local()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._store, name)
-
-    def write(self, commit: Any, expected_version: int) -> Any:
-        result = self._store.write(commit, expected_version)
-        if result.ok:
-            self._local.written = (commit.state.run_id, expected_version + 1)
-        return result
-
-    def forget(self) -> None:
-        self._local.written = None
-
-    def wrote(self, state: RunState) -> bool:
-        return getattr(self._local, "written", None) == (state.run_id, state.version)
 
 
 def normalize_runtime_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
