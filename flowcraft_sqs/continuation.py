@@ -1,7 +1,7 @@
 """Local continuation: run a node's successor here instead of round-tripping it through SQS.
 
 After node A (delivered by message mA) commits and fires successors, the worker runs the
-first of them (B) itself, if it can run now,, on the state the commit just wrote, and sends
+first of them (B) itself, if it can run now, on the state the commit just wrote, and sends
 the others as usual. mA stays undeleted, its lease extended, until the chain it started
 ends (or reaches MAX_CHAIN_LENGTH nodes); then its last effects go out and mA is deleted.
 
@@ -12,7 +12,8 @@ through the committed nodes and name every node they fired that nobody has run y
 redelivered message's worker re-sends those. Nothing is lost, and every node still
 commits at most once (a duplicate job finds its node committed and replays).
 
-Only the worker whose commit wrote the node may continue its chain (`WriteWitness`): if a
+Only the worker whose commit wrote the node may continue its chain (the engine's
+`Effects.committed_here`): if a
 duplicate delivery committed it elsewhere first, that worker continues, and continuing here
 too would run every later node twice. Built-in nodes (wait, sleep, subflow, ...) are never
 continued: the engine carries them out where it plans a job, so they go through the queue.
@@ -23,8 +24,7 @@ multiprocess receivers, so both continue and recover the same way.
 
 from __future__ import annotations
 
-import threading
-from typing import Any, Final
+from typing import Final
 
 from . import builtins, protocol
 from .blueprint import Blueprint
@@ -65,8 +65,7 @@ def next_local(
 ) -> Execute | None:
     """`take_continuation`, claimed in `engine` (Engine.claim_continuation); None to send.
 
-    Call it only when the commit that produced `effects` was this worker's own
-    (`WriteWitness.wrote`). If a copy of the job already executes here, it is put back
+    If a copy of the job already executes here, it is put back
     into `effects.sends`: sent, it will find the node committed and replay.
     """
     following = take_continuation(effects, state, bp, hops, max_hops)
@@ -74,30 +73,6 @@ def next_local(
         effects.sends.append(following.job)
         return None
     return following
-
-
-class WriteWitness:
-    """A run store wrapper noting, per thread, which run version this thread's last write
-    created: after `Engine.complete`, `wrote(state)` says whether the commit was ours."""
-
-    def __init__(self, store: Any) -> None:
-        self._store = store
-        self._local = threading.local()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._store, name)
-
-    def write(self, commit: Any, expected_version: int) -> Any:
-        result = self._store.write(commit, expected_version)
-        if result.ok:
-            self._local.written = (commit.state.run_id, expected_version + 1)
-        return result
-
-    def forget(self) -> None:
-        self._local.written = None
-
-    def wrote(self, state: RunState) -> bool:
-        return getattr(self._local, "written", None) == (state.run_id, state.version)
 
 
 def chain_resends(

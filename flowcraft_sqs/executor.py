@@ -40,16 +40,19 @@ from typing import Any, Final
 
 import orjson
 
-from . import logs, metrics, pulse
+from . import builtins, logs, metrics, pulse
 from .app import App, AppLoadError, load_app
 from .blueprint import Blueprint, Node
-from .completion import completion_from_outcome, node_context_for
+from .completion import completion_from_outcome, node_context_for, run_batch_chunk
 from .config import PULSE_INTERVAL_S, Settings
 from .errors import EXIT_APP_LOAD, EXIT_BOOT, EXIT_FAILURE, EXIT_OK, ValueNotStorable
 from .jsvalues import UNDEFINED
 from .node_context import NodeContext
-from .nodes import _failure as node_failure  # the one rule for turning an exception into a reason
-from .nodes import execute_node, normalize_result
+from .nodes import (
+    execute_node,
+    node_failure,  # the one rule for turning an exception into a reason
+    normalize_result,
+)
 from .protocol import NodeCompletion
 from .values import check_storable
 
@@ -229,10 +232,19 @@ class NodeRunner:
             return NodeCompletion(error=f"Node '{item.node_id}' failed: blueprint '{item.bp_id}' "
                                         "or its node is not in this worker's app"), 0
         node = bp.node_by_id[item.node_id]
+        if node.uses == builtins.BATCH_SCATTER and node.uses not in self.app.registry:
+            return await self._run_chunk(item, bp, node), 1
         impl = self.fast_impl(bp, node) if item.attempt == 1 else None
         if impl is not None:
             return await self._call_directly(item, bp, node, impl), 1
         return await self._execute(item, bp, node)
+
+    async def _run_chunk(self, item: WorkItem, bp: Blueprint, node: Node) -> NodeCompletion:
+        """A batch chunk: the worker implementation once per item (completion.run_batch_chunk)."""
+        self.on_attempt(item, 1, None)
+        app = self.app
+        return await run_batch_chunk(bp, node, item.context, item.run_id, app.registry,
+                                     app.dependencies, app.middleware, logger=log)
 
     async def _call_directly(self, item: WorkItem, bp: Blueprint, node: Node, impl: Any) -> NodeCompletion:
         self.on_attempt(item, 1, None)
@@ -307,7 +319,7 @@ class Executor:
         self.pulse.start(os.getpid())
 
     def run(self) -> int:
-        log.debug("executor ready (takes up to %d items at once)", self.take)
+        log.info("executor ready (takes up to %d items at once)", self.take)
         while not self.stopping and self.recycle_reason is None:
             raws = self.work.get_many(self.take, timeout=PULSE_INTERVAL_S)
             self.pulse.beat()

@@ -17,22 +17,28 @@ from typing import Any, Final
 
 log = logging.getLogger("flowcraft_sqs.metrics")
 
-#: name -> (Prometheus type, help). Counters end in _total when exposed.
+#: field -> (Prometheus name, type, help).
 COUNTERS: Final = {
-    "received": ("counter", "SQS messages received"),
-    "executed": ("counter", "node executions finished by executors (fallbacks included)"),
-    "committed": ("counter", "node results committed to the run store"),
-    "failed": ("counter", "node attempts that failed (exceptions, timeouts, unstorable values)"),
-    "runs_finished": ("counter", "runs whose final status was published"),
-    "continued": ("counter", "successor nodes run locally without an SQS round trip"),
-    "requeued": ("counter", "messages handed back to SQS (shutdown, version mismatch, executor death)"),
-    "receive_calls": ("counter", "ReceiveMessage calls"),
-    "flushes": ("counter", "effect flushes (SendMessageBatch, statuses, DeleteMessageBatch)"),
-    "flushed_messages": ("counter", "messages deleted by flushes"),
-    "leases_extended": ("counter", "message visibility extensions"),
-    "timeouts_enforced": ("counter", "executors killed because a node passed its timeout"),
-    "child_restarts": ("counter", "children restarted after exiting"),
-    "in_flight": ("gauge", "work items admitted and not yet committed"),
+    "received": ("flowcraft_messages_received_total", "counter", "SQS messages received"),
+    "executed": ("flowcraft_nodes_executed_total", "counter",
+                 "node executions finished by executors (fallbacks included)"),
+    "committed": ("flowcraft_nodes_committed_total", "counter", "node results committed to the run store"),
+    "failed": ("flowcraft_node_failures_total", "counter",
+               "node attempts that failed (exceptions, timeouts, unstorable values)"),
+    "runs_finished": ("flowcraft_runs_finished_total", "counter", "runs whose final status was published"),
+    "continued": ("flowcraft_nodes_continued_total", "counter",
+                  "successor nodes run locally without an SQS round trip"),
+    "requeued": ("flowcraft_messages_requeued_total", "counter",
+                 "messages handed back to SQS (shutdown, version mismatch, executor death)"),
+    "receive_calls": ("flowcraft_receive_calls_total", "counter", "ReceiveMessage calls"),
+    "flushes": ("flowcraft_flushes_total", "counter",
+                "effect flushes (SendMessageBatch, statuses, DeleteMessageBatch)"),
+    "flushed_messages": ("flowcraft_flushed_messages_total", "counter", "messages deleted by flushes"),
+    "leases_extended": ("flowcraft_leases_extended_total", "counter", "message visibility extensions"),
+    "timeouts_enforced": ("flowcraft_timeouts_enforced_total", "counter",
+                          "executors killed because a node passed its timeout"),
+    "child_restarts": ("flowcraft_child_restarts_total", "counter", "children restarted after exiting"),
+    "in_flight": ("flowcraft_in_flight", "gauge", "work items admitted and not yet committed"),
 }
 #: AWS operations with a column of their own; anything else is counted as "other".
 AWS_OPERATIONS: Final = (
@@ -99,8 +105,7 @@ def summary_line(t: Mapping[str, float]) -> str:
 
 def prometheus_text(t: Mapping[str, float], gauges: Mapping[str, float] | None = None) -> str:
     lines: list[str] = []
-    for name, (kind, help_text) in COUNTERS.items():
-        metric = f"flowcraft_{name}" + ("_total" if kind == "counter" else "")
+    for name, (metric, kind, help_text) in COUNTERS.items():
         lines += [f"# HELP {metric} {help_text}", f"# TYPE {metric} {kind}", f"{metric} {t.get(name, 0):g}"]
     lines += ["# HELP flowcraft_aws_requests_total AWS HTTP requests by operation (retries included)",
               "# TYPE flowcraft_aws_requests_total counter"]

@@ -252,7 +252,7 @@ def _message(exc: BaseException) -> tuple[str, bool]:
     return (str(exc) or type(exc).__name__), False
 
 
-def _failure(node_id: str, exc: BaseException) -> NodeFailure:
+def node_failure(node_id: str, exc: BaseException) -> NodeFailure:
     if isinstance(exc, NodeFailure) and exc.node_id == node_id:
         return exc
     message, fatal = _message(exc)
@@ -396,13 +396,13 @@ class _Run:
             settled = _Settled(result, None)
         except Exception as exc:
             error = exc
-            settled = _Settled(None, _failure(self.node_id, exc))
+            settled = _Settled(None, node_failure(self.node_id, exc))
         try:
             for hook in self._hooks("after_node", "afterNode"):
                 await _call(hook, view, self.node_id, result, error)
         except Exception as exc:
             if settled.failure is None:
-                settled = _Settled(None, _failure(self.node_id, exc))
+                settled = _Settled(None, node_failure(self.node_id, exc))
             else:
                 _log(
                     self.logger,
@@ -429,14 +429,14 @@ class _Run:
             except Exception as exc:
                 if captured and captured[-1].failure is not None:
                     return captured[-1]  # the core's failure stands
-                return _Settled(None, _failure(self.node_id, exc))
+                return _Settled(None, node_failure(self.node_id, exc))
             if captured:
                 return captured[-1]  # TS: once next() ran, its outcome is the result
             if truthy(value):
                 try:
                     return _Settled(normalize_result(value, self.node_id), None)
                 except InvalidNodeResult as exc:
-                    return _Settled(None, _failure(self.node_id, exc))
+                    return _Settled(None, node_failure(self.node_id, exc))
             return _Settled(
                 None,
                 NodeFailure(

@@ -228,7 +228,7 @@ def plan_job(state: RunState, bp: Blueprint, node_id: str) -> JobPlan:
     if meta.blueprint_version != bp.version:
         detail = f"run has blueprint version {meta.blueprint_version!r}, worker has {bp.version!r}"
         return JobPlan(JobAction.VERSION_MISMATCH, node_id, detail)
-    if node_id in meta.results:
+    if node_id in meta.results and not _new_loop_pass(bp, meta, node_id):
         fired = tuple(meta.results[node_id].get("f") or ())
         return JobPlan(JobAction.REPLAY, node_id, "already committed", fired)
     if meta.status in FINAL_STATUSES:
@@ -238,6 +238,12 @@ def plan_job(state: RunState, bp: Blueprint, node_id: str) -> JobPlan:
     if node_id in bp.fallback_of and node_id not in _edge_targets(bp):
         return JobPlan(JobAction.CONSUME, node_id, "fallback-only node; runs only as a fallback")
     return JobPlan(JobAction.EXECUTE, node_id)
+
+
+def _new_loop_pass(bp: Blueprint, meta: RunMeta, node_id: str) -> bool:
+    """A loop controller keeps its last result (a redelivery replays it) and runs again
+    when its body fires it once more."""
+    return bp.node_by_id[node_id].uses == builtins.LOOP_CONTROLLER and meta.outstanding.get(node_id, 0) > 0
 
 
 def _edge_targets(bp: Blueprint) -> set[str]:
@@ -325,10 +331,7 @@ def commit_node(
                 fired.append(target)
     for target in fired:
         book.outstanding[target] = book.outstanding.get(target, 0) + 1
-    if new_iteration is None:
-        # A controller that starts another pass is left uncommitted, so the body's end
-        # can fire it again; a redelivery of this job finds nothing outstanding and skips.
-        book.results[node_id] = _result_record(completion, fired)
+    book.results[node_id] = _result_record(completion, fired)
     if completion.fallback_node_id:
         book.results.setdefault(
             completion.fallback_node_id, {"a": completion.action, "f": [], "via": node_id}
@@ -383,7 +386,7 @@ class _Book:
         if count > builtins.max_iterations(node.params):
             return False
         targets = [e.target for e in _candidate_edges(bp, node_id) if e.action == "continue"]
-        for member in builtins.loop_body(bp, node_id, targets) | {node_id}:
+        for member in builtins.loop_body(bp, node_id, targets):
             self.results.pop(member, None)
             self.arrivals.pop(member, None)
             self.forget_waits(member)
@@ -391,7 +394,8 @@ class _Book:
 
     def join_ready(self, bp: Blueprint, source: str, target: str) -> bool:
         """Whether `source`'s arrival fires `target`. A join fires at most once per pass."""
-        if target in self.results or self.outstanding.get(target, 0) > 0:
+        rerun = bp.node_by_id[target].uses == builtins.LOOP_CONTROLLER  # a controller runs every pass
+        if (target in self.results and not rerun) or self.outstanding.get(target, 0) > 0:
             return False  # already ran or already queued: a join never fires twice
         if target in self.awaiting:
             return False

@@ -44,7 +44,7 @@ from . import metrics, pulse
 from .app import AppLoadError, load_app
 from .batching import Batcher
 from .config import PULSE_INTERVAL_S, Settings
-from .continuation import chain_resends, take_continuation
+from .continuation import chain_resends, next_local
 from .engine import Effects, Engine, Execute, Planned, perform
 from .errors import EXIT_APP_LOAD, EXIT_BOOT, EXIT_FAILURE, EXIT_OK, FlowcraftError
 from .executor import _exit, child_setup, decode_completion, encode_work
@@ -113,6 +113,7 @@ class Receiver:
         self.items: dict[int, InFlight] = {}
         self.retries: list[tuple[float, int, InFlight]] = []  # heap of (due, id, item)
         self.handoff: deque[Finished] = deque()
+        self.continued: list[bytes] = []  # work items of successors run locally, put per batch
         self.wake_pending = False
         self.accepting = 0  # intake batches between receive and hand-off (the commit thread waits)
         self.stopping = threading.Event()
@@ -126,7 +127,8 @@ class Receiver:
     def boot(self) -> None:
         self.app = load_app(self.s.app)
         self.queue, self.store, self.statuses, self.counter = build_ports(self.s, self.app, self.index)
-        self.engine = Engine(self.app.blueprints, self.store, self.app.evaluator, time.time)
+        self.engine = Engine(self.app.blueprints, self.store, self.app.evaluator, time.time,
+                             user_uses=self.app.registry.keys())
         self.book = LeaseBook(self.s.visibility_timeout_s, self.s.lease_fraction, time.monotonic)
         self.batcher: Batcher[Finished] = Batcher(self.s.flush_max_items, self.s.flush_max_age_ms / 1000,
                                                   time.monotonic)
@@ -237,6 +239,7 @@ class Receiver:
             self._forget([m.receipt for m in messages])
             return
         work = [data for p in planned if (data := self._route_planned(p)) is not None]
+        log.debug("admitted %d messages: %d work items", len(messages), len(work))
         self._put_work(work)
         self._wake_commit()
 
@@ -297,6 +300,8 @@ class Receiver:
             raws = self.results.get_many(RESULTS_TAKE, timeout=self._commit_wait())
             for raw in raws:
                 self._on_result(raw)
+            self._put_work(self.continued)  # one put for every successor this batch continued
+            self.continued = []
             self._take_handoff()
             self._dispatch_due_retries()
             if self.batcher.due():
@@ -346,8 +351,10 @@ class Receiver:
         elif lost == "timeout":
             self._on_timeout(item, data)
         elif lost == "unstarted":
+            self.engine.release(item.execute)
             self._hand_back([item.message.received.receipt], 0)
         else:  # died mid-node: a crash is a redelivery, after the message's visibility runs out
+            self.engine.release(item.execute)
             log.warning("executor died running node %s of run %s; the message will be redelivered",
                         item.execute.job.node_id, item.execute.job.run_id)
             self._forget([item.message.received.receipt])
@@ -365,14 +372,14 @@ class Receiver:
         self.metrics.inc("runs_finished", len(effects.publishes))
         held.hops += 1
         following = None
-        if self.s.local_continuation and not self.stopping.is_set():
-            following = take_continuation(effects, state, item.execute.blueprint, held.hops)
+        if self.s.local_continuation and not self.stopping.is_set():  # next_local: only our own commits
+            following = next_local(self.engine, effects, state, item.execute.blueprint, held.hops)
         if following is None:
             self.batcher.add(Finished(effects, delete=held.received.receipt))
             return
         self.batcher.add(Finished(effects))  # the others it fired; the message stays ours
         self.metrics.inc("continued")
-        self._put_work([self._new_item(following, held, 1)])
+        self.continued.append(self._new_item(following, held, 1))
 
     def _on_timeout(self, item: InFlight, data: dict[str, Any]) -> None:
         """The supervisor stopped an executor whose attempt overran the node's timeout."""
@@ -398,6 +405,8 @@ class Receiver:
             while self.retries and (self.retries[0][0] <= now or self.stopping.is_set()):
                 due.append(heapq.heappop(self.retries)[2])
         if self.stopping.is_set():
+            for retry in due:
+                self.engine.release(retry.execute)
             self._hand_back([r.message.received.receipt for r in due], 0)
             return
         self._put_work([self._new_item(r.execute, r.message, r.attempt) for r in due])
@@ -405,8 +414,11 @@ class Receiver:
     def _release_unanswered(self) -> None:
         """The executors are gone: items without a result never started (or died)."""
         with self.lock:
-            receipts = [item.message.received.receipt for item in self.items.values()]
+            unanswered = list(self.items.values())
             self.items.clear()
+        for item in unanswered:
+            self.engine.release(item.execute)
+        receipts = [item.message.received.receipt for item in unanswered]
         if receipts:
             log.info("handing back %d messages whose nodes never started", len(receipts))
             self._hand_back(receipts, 0)

@@ -83,10 +83,8 @@ class Child:
 
 
 class Supervisor:
-    """Keeps `settings.receivers` receivers and `settings.procs` executors alive.
-
-    Decides three things only: who to start, who to stop, and in what order to shut down.
-    """
+    """Keeps `settings.receivers` receivers and `settings.procs` executors alive. Decides
+    three things only: who to start, who to stop, and in what order to shut down."""
 
     def __init__(self, settings: Settings, ctx: Any = None) -> None:
         self.settings = settings
@@ -331,7 +329,9 @@ class Supervisor:
         drained = False
         while any(c.process is not None for c in self.children) and time.monotonic() < deadline:
             self._wait(min(SUPERVISOR_TICK_S, max(0.0, deadline - time.monotonic())))
+            self.watchdog.beat(time.monotonic())
             if self._fast_requested() and not fast:
+                self.handle_quit()
                 fast, deadline = True, min(deadline, time.monotonic() + FAST_STOP_S)
                 self._signal_role("executor", signal.SIGKILL)
             self._reap_exited()
@@ -339,8 +339,9 @@ class Supervisor:
                 drained = True
                 self._tell_receivers_drained()
         self._kill_stragglers()
+        log.info("stopped (exit code %d): %s", self.exit_code,
+                 metrics.summary_line(metrics.totals(self.metrics_board)))
         self._close()
-        log.info("stopped (exit code %d)", self.exit_code)
         return self.exit_code
 
     def _fast_requested(self) -> bool:

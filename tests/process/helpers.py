@@ -1,0 +1,114 @@
+"""Running real `flowcraft-worker` processes in tests: start, signal, wait with deadlines.
+
+Every wait polls a condition against a deadline and fails with what it was waiting for;
+nothing sleeps for a fixed time hoping something happened.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+import psutil
+
+ROOT = Path(__file__).resolve().parents[2]
+APP = "tests.process.workerapp"
+
+
+def wait_until(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.02) -> Any:
+    """Poll `condition` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:.1f} s waiting for {what}")
+        time.sleep(interval)
+
+
+class Worker:
+    """One `python -m flowcraft_sqs worker` process (a supervisor and its children)."""
+
+    def __init__(self, tmp: Path, args: list[str], env: dict[str, str] | None = None, name: str = "worker"):
+        self.log_path = tmp / f"{name}.log"
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - the child writes it until cleanup()
+        full_env = {**os.environ, **(env or {})}
+        full_env.setdefault("PYTHONPATH", str(ROOT))
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "flowcraft_sqs", "worker", "--app", APP, *args],
+            cwd=ROOT, env=full_env, stdout=self._log, stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: cleanup can reach every child
+        )
+        self.pid = self.process.pid
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def children(self) -> list[psutil.Process]:
+        try:
+            return psutil.Process(self.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            return []
+
+    def wait_ready(self, executors: int, timeout: float = 30.0) -> None:
+        wait_until(lambda: self.log().count("executor ready") >= executors or self.exited(),
+                   timeout, f"{executors} executors to be ready")
+        assert not self.exited(), f"worker exited early:\n{self.log()}"
+
+    def exited(self) -> bool:
+        return self.process.poll() is not None
+
+    def signal(self, signum: int) -> None:
+        os.kill(self.pid, signum)
+
+    def wait(self, timeout: float) -> int:
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"worker still running after {timeout:.1f} s:\n{self.log()[-4000:]}") from None
+
+    def cleanup(self) -> None:
+        """Stop this worker: SIGTERM first, so it unlinks its shared memory; then SIGKILL
+        whatever is left of its process group (only ours)."""
+        if self.process.poll() is None:
+            self.signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(15)
+        # multiprocessing's resource tracker (same group) unlinks what a killed supervisor
+        # left behind once every child is gone: give it a moment before the group is killed.
+        with contextlib.suppress(AssertionError):
+            wait_until(lambda: not _group_alive(self.pid), 5, "the process group to exit", 0.05)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.pid, signal.SIGKILL)
+        if self.process.poll() is None:
+            self.process.wait(10)
+        self._log.close()
+
+
+def _group_alive(pgid: int) -> bool:
+    for proc in psutil.process_iter(["pid"]):
+        with contextlib.suppress(psutil.Error):
+            if os.getpgid(proc.pid) == pgid and proc.status() != psutil.STATUS_ZOMBIE:
+                return True
+    return False
+
+
+def read_report(path: Path) -> dict[str, Any] | None:
+    return orjson.loads(path.read_bytes()) if path.exists() else None
+
+
+def executions(log_path: Path) -> list[tuple[str, str, int]]:
+    """(run id, node id, pid) per node execution recorded by tests.process.workerapp."""
+    if not log_path.exists():
+        return []
+    lines = log_path.read_text().splitlines()
+    return [(run, node, int(pid)) for run, node, pid in (line.split() for line in lines)]
