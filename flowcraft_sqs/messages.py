@@ -7,8 +7,7 @@ body becomes `MalformedMessage` naming the field at fault; nothing is ever unpic
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import orjson
 
@@ -19,8 +18,9 @@ MAX_ID_LENGTH: Final = 512  # run, blueprint and node ids longer than this are r
 REQUIRED_FIELDS: Final = ("runId", "blueprintId", "nodeId")
 
 
-@dataclass(frozen=True)
-class Job:
+class Job(NamedTuple):
+    """One job: run this node of this run. A tuple: one is built per fired node."""
+
     run_id: str
     blueprint_id: str
     node_id: str

@@ -340,7 +340,7 @@ def commit_node(
     final = _status_change(meta, status, book)
     touch = final is None and now - meta.touched_at >= touch_interval_s
     new_meta = book.into(meta, status, now if touch else meta.touched_at)
-    new_state = replace(state, context=context, meta=new_meta)
+    new_state = RunState(state.run_id, context, new_meta, state.version, state.attr_sizes)
     return Commit(new_state, sets, frozenset(completion.context_deletes), tuple(fired), final, touch)
 
 
@@ -363,10 +363,11 @@ class _Book:
         )
 
     def into(self, meta: RunMeta, status: str, touched_at: float) -> RunMeta:
-        return replace(
-            meta, status=status, outstanding=self.outstanding, results=self.results,
-            arrivals=self.arrivals, awaiting=self.awaiting, timers=self.timers,
-            iterations=self.iterations, touched_at=touched_at,
+        # Spelled out rather than dataclasses.replace: this runs once per node commit.
+        return RunMeta(
+            meta.blueprint_id, meta.blueprint_version, status, meta.reason, self.outstanding,
+            self.results, self.arrivals, meta.created_at, touched_at, self.awaiting,
+            self.timers, self.iterations, meta.extra,
         )
 
     def forget_waits(self, node_id: str) -> None:

@@ -18,6 +18,7 @@ class MemoryRunStore:
 
     def __init__(self, item_limit_bytes: int = ITEM_SIZE_LIMIT_BYTES) -> None:
         self._runs: dict[str, RunState] = {}
+        self._sizes: dict[str, dict[str, int]] = {}
         self._lock = threading.Lock()
         self.item_limit_bytes = item_limit_bytes
         self.writes = 0
@@ -41,24 +42,32 @@ class MemoryRunStore:
             self._runs[state.run_id] = RunState(state.run_id, dict(state.context), state.meta, 1)
 
     def write(self, commit: Commit, expected_version: int) -> WriteResult:
-        for key, value in commit.sets.items():
-            encode_value(value, f"context key '{key}'")
+        written = {key: len(key) + len(encode_value(value, f"context key '{key}'"))
+                   for key, value in commit.sets.items()}
         with self._lock:
             self.writes += 1
-            current = self._runs.get(commit.state.run_id)
+            new = commit.state
+            current = self._runs.get(new.run_id)
             if current is None or current.version != expected_version:
                 return WriteResult(False, current)
-            self._check_size(commit.state)
-            new = commit.state
+            sizes = dict(self._sizes.get(new.run_id, {}))
+            for key in commit.deletes:
+                sizes.pop(key, None)
+            sizes.update(written)
+            self._check_total(new.run_id, sum(sizes.values()))
+            self._sizes[new.run_id] = sizes
             self._runs[new.run_id] = RunState(new.run_id, new.context, new.meta, expected_version + 1)
             return WriteResult(True)
 
     def _check_size(self, state: RunState) -> None:
-        if self.item_limit_bytes >= ITEM_SIZE_LIMIT_BYTES * 1000:
-            return
-        size = sum(len(k) + len(encode_value(v)) for k, v in state.context.items())
+        sizes = {k: len(k) + len(encode_value(v, f"context key '{k}'")) for k, v in state.context.items()}
+        self._check_total(state.run_id, sum(sizes.values()))
+        self._sizes[state.run_id] = sizes
+
+    def _check_total(self, run_id: str, size: int) -> None:
+        """Sizes are kept per key, so a write encodes only what it changes."""
         if size > self.item_limit_bytes:
-            raise ContextTooLarge(state.run_id, size, self.item_limit_bytes)
+            raise ContextTooLarge(run_id, size, self.item_limit_bytes)
 
     def get(self, run_id: str) -> RunState | None:
         with self._lock:
