@@ -97,7 +97,20 @@ class Blueprint:
         # Fallback-only nodes have no incoming edge but are not where a run starts.
         self.start_node_ids: tuple[str, ...] = tuple(
             nid for nid in self.structural_start_ids if nid not in self.fallback_of
-        )
+        ) or self._cycle_entry_points()
+
+    def _cycle_entry_points(self) -> tuple[str, ...]:
+        """A graph that is all cycles starts, as TS does, at each cycle's entry point:
+        the first member listed in metadata.cycleEntryPoints, else the cycle's first node."""
+        from .analysis import find_cycles  # analysis builds on this module
+
+        listed = self.metadata.get("cycleEntryPoints") or []
+        entries: list[str] = []
+        for cycle in find_cycles(self):
+            chosen = next((n for n in cycle if n in listed), cycle[0])
+            if chosen not in entries:
+                entries.append(chosen)
+        return tuple(entries)
 
     def to_dict(self) -> dict[str, Any]:
         """A deep copy of the blueprint as JSON-ready data."""
@@ -177,6 +190,9 @@ def _build(
     if not isinstance(bp_id, str) or not bp_id:
         raise BlueprintError(str(bp_id), ["'id' must be a non-empty string"])
     problems: list[str] = []
+    if raw.get("metadata") is not None and not isinstance(raw["metadata"], Mapping):
+        problems.append(f"'metadata' must be an object, not {type(raw['metadata']).__name__}")
+        raw["metadata"] = {}
     raw["nodes"] = _as_list(raw.get("nodes"), "nodes", problems)
     raw["edges"] = _as_list(raw.get("edges", []), "edges", problems)
     nodes = [n for i, d in enumerate(raw["nodes"]) if (n := _node(d, i, problems)) is not None]

@@ -34,6 +34,7 @@ PROTOCOL_BUILTINS: Final = frozenset(
 )
 
 SQS_MAX_DELAY_S: Final = 900  # SendMessage DelaySeconds limit: 15 minutes; longer sleeps re-delay
+MAX_SUBFLOW_DEPTH: Final = 16  # nested subflows deeper than this are a runaway recursion, not a design
 DEFAULT_MAX_ITERATIONS: Final = 1000  # a loop without its own maxIterations stops here, failing the run
 _DURATION = re.compile(r"^(\d+)([smhd])$")
 _UNIT_S: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400}

@@ -93,6 +93,8 @@ class FlowcraftClient:
         state = protocol.new_run(bp, run_id or uuid.uuid4().hex, initial_context or {}, now)
         self.store.create_run(state)
         self.statuses.start(state.run_id, now)
+        if state.is_final:  # a blueprint with no node to run is done at once
+            self.statuses.publish(state.run_id, state.status, None, protocol.public_context(state), now)
         self.queue.send_jobs([Job(state.run_id, bp.id, node_id) for node_id in protocol.outstanding_jobs(state)])
         return state.run_id
 

@@ -21,6 +21,7 @@ import contextlib
 import logging
 import math
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -40,6 +41,7 @@ VERSION_MISMATCH_RETRY_S = 30  # a job for another blueprint version goes back t
 # A duplicate of a job already executing here waits this long and is then planned again:
 # by then the first copy has committed, so the duplicate replays instead of executing twice.
 DUPLICATE_RETRY_S = 2
+RECENTLY_SETTLED_MAX = 50_000  # committed jobs remembered against stale duplicates (~5 MB)
 SLEEP_EARLY_TOLERANCE_S = 0.5  # a sleep job arriving this close to its due time continues
 
 
@@ -101,6 +103,9 @@ class Engine:
         # A user registry entry overrides the built-in of the same key (as TS).
         self.user_uses = frozenset(user_uses)
         self._executing: set[tuple[str, str]] = set()
+        # Jobs this engine committed lately -> the run version their commit wrote: a copy
+        # planned from an older read of the run must not execute again (it replays later).
+        self._settled: OrderedDict[tuple[str, str], int] = OrderedDict()
         self._executing_lock = threading.Lock()
 
     # --- intake ------------------------------------------------------------------------
@@ -155,7 +160,7 @@ class Engine:
         if action is JobAction.EXECUTE and self._is_builtin(bp, job.node_id) and not protocol.is_chunk(state):
             item.effects = self._run_builtin(job, state, bp)
         elif action is JobAction.EXECUTE:
-            if self._claim(job.key):
+            if self._claim(job.key, state.version):
                 item.execute = Execute(job, state, bp)
             else:
                 item.requeue_after_s = DUPLICATE_RETRY_S
@@ -269,6 +274,9 @@ class Engine:
         if child_bp is None:
             missing = node.params.get("blueprintId")
             return NodeCompletion(error=f"Node '{node.id}' failed: subflow blueprint {missing!r} is not registered"), Effects()
+        depth = int(state.meta.extra.get("depth", 0))
+        if depth >= builtins.MAX_SUBFLOW_DEPTH:
+            return NodeCompletion(error=f"Node '{node.id}' failed: subflows nested deeper than {builtins.MAX_SUBFLOW_DEPTH}"), Effects()
         child_id = builtins.subflow_run_id(state.run_id, node.id)
         child = self.store.load_runs([child_id]).get(child_id)
         if child is None or (not child.is_final and not child.meta.results):
@@ -288,18 +296,27 @@ class Engine:
         initial = builtins.subflow_initial_context(node.params, state.context, node_input, child_bp)
         child = protocol.new_run(child_bp, child_id, initial, self.clock())
         parent = {"run": state.run_id, "node": node.id, "bp": bp.id}
-        child = replace(child, meta=replace(child.meta, extra={"parent": parent}))
+        depth = int(state.meta.extra.get("depth", 0)) + 1
+        child = replace(child, meta=replace(child.meta, extra={"parent": parent, "depth": depth}))
         with contextlib.suppress(RunStateError):
             self.store.create_run(child)  # an earlier delivery may have created it already
         return Effects(sends=[Job(child_id, child_bp.id, start) for start in child_bp.start_node_ids])
 
-    def _claim(self, key: tuple[str, str]) -> bool:
-        """Mark a job as executing here; False if a copy of it already is."""
+    def _claim(self, key: tuple[str, str], read_version: int) -> bool:
+        """Mark a job as executing here; False if a copy of it already is, or if this
+        engine committed it after the read the plan was made from."""
         with self._executing_lock:
-            if key in self._executing:
+            if key in self._executing or self._settled.get(key, -1) > read_version:
                 return False
             self._executing.add(key)
             return True
+
+    def _settle(self, key: tuple[str, str], written_version: int) -> None:
+        with self._executing_lock:
+            self._settled[key] = written_version
+            self._settled.move_to_end(key)
+            while len(self._settled) > RECENTLY_SETTLED_MAX:
+                self._settled.popitem(last=False)
 
     def release(self, execute: Execute) -> None:
         """Forget an execution that ends without a commit (its executor died: redelivery)."""
@@ -308,7 +325,7 @@ class Engine:
 
     def claim_continuation(self, execute: Execute) -> bool:
         """Claim a job continued locally (not received from the queue)."""
-        return self._claim(execute.job.key)
+        return self._claim(execute.job.key, execute.state.version)
 
     def _replay(self, state: RunState, bp: Blueprint, plan: protocol.JobPlan) -> Effects:
         """A committed node's job again: re-send what its commit fired, re-publish the end."""
@@ -327,9 +344,12 @@ class Engine:
     def complete(self, execute: Execute, completion: NodeCompletion) -> tuple[Effects, RunState]:
         """Commit a node's outcome; returns the effects still to perform and the new state."""
         try:
-            return self._commit_loop(execute.job, execute.state, execute.blueprint, completion)
+            effects, state = self._commit_loop(execute.job, execute.state, execute.blueprint, completion)
         finally:
             self.release(execute)
+        if effects.committed_here:
+            self._settle(execute.job.key, state.version)
+        return effects, state
 
     def _write_until_done(
         self, job: Job, state: RunState, bp: Blueprint, completion: NodeCompletion | None

@@ -192,6 +192,7 @@ def new_run(
     meta = RunMeta(
         blueprint_id=bp.id,
         blueprint_version=bp.version,
+        status=RUNNING if bp.start_node_ids else COMPLETED,  # nothing to run: already done
         outstanding={node_id: 1 for node_id in bp.start_node_ids},
         created_at=now,
         touched_at=now,
@@ -396,7 +397,8 @@ class _Book:
     def join_ready(self, bp: Blueprint, source: str, target: str) -> bool:
         """Whether `source`'s arrival fires `target`. A join fires at most once per pass."""
         rerun = bp.node_by_id[target].uses == builtins.LOOP_CONTROLLER  # a controller runs every pass
-        if (target in self.results and not rerun) or self.outstanding.get(target, 0) > 0:
+        committed = target in self.results or target == source  # a self-edge: runs once, as TS
+        if (committed and not rerun) or self.outstanding.get(target, 0) > 0:
             return False  # already ran or already queued: a join never fires twice
         if target in self.awaiting:
             return False

@@ -80,10 +80,11 @@ class FlowRuntime:
         *,
         run_id: str | None = None,
         signal: Any = None,
+        _depth: int = 0,
     ) -> WorkflowResult:
         bp = self.load(blueprint)
         state = protocol.new_run(bp, run_id or uuid.uuid4().hex, initial_context or {}, self._clock())
-        return await _InProcessRun(self, bp, state, signal).drive()
+        return await _InProcessRun(self, bp, state, signal, _depth).drive()
 
 
     async def resume(
@@ -111,7 +112,8 @@ class FlowRuntime:
 class _InProcessRun:
     """One run's loop: start every outstanding job, commit each as it finishes."""
 
-    def __init__(self, runtime: FlowRuntime, bp: Blueprint, state: RunState, signal: Any) -> None:
+    def __init__(self, runtime: FlowRuntime, bp: Blueprint, state: RunState, signal: Any, depth: int = 0) -> None:
+        self.depth = depth  # how many subflows deep this run is
         self.rt = runtime
         self.bp = bp
         self.state = state
@@ -182,10 +184,12 @@ class _InProcessRun:
         if child_bp is None:
             missing = node.params.get("blueprintId")
             return protocol.NodeCompletion(error=f"Node '{node_id}' failed: subflow blueprint {missing!r} is not registered")
+        if self.depth >= builtins.MAX_SUBFLOW_DEPTH:
+            return protocol.NodeCompletion(error=f"Node '{node_id}' failed: subflows nested deeper than {builtins.MAX_SUBFLOW_DEPTH}")
         node_input = protocol.resolve_node_input(self.state.context, node)
         initial = builtins.subflow_initial_context(node.params, self.state.context, node_input, child_bp)
         child_id = builtins.subflow_run_id(self.state.run_id, node_id)
-        result = await self.rt.run(child_bp, initial, run_id=child_id, signal=self.signal)
+        result = await self.rt.run(child_bp, initial, run_id=child_id, signal=self.signal, _depth=self.depth + 1)
         if result.status != protocol.COMPLETED:
             reason = result.reason or result.status
             return protocol.NodeCompletion(error=f"Node '{node_id}' failed: subflow '{child_bp.id}' {result.status}: {reason}")
