@@ -381,12 +381,15 @@ class _Book:
         None: not a new pass; True: a new pass began; False: past the maximum iterations.
         """
         node = bp.node_by_id[node_id]
-        if node.uses != builtins.LOOP_CONTROLLER or completion.action != "continue":
+        if node.uses != builtins.LOOP_CONTROLLER:
             return None
+        # Every pass of a controller counts, so no graph of controllers can cycle forever.
         count = self.iterations.get(node_id, 0) + 1
         self.iterations[node_id] = count
         if count > builtins.max_iterations(node.params):
             return False
+        if completion.action != "continue":
+            return None
         targets = [e.target for e in _candidate_edges(bp, node_id) if e.action == "continue"]
         for member in builtins.loop_body(bp, node_id, targets):
             self.results.pop(member, None)
@@ -397,8 +400,9 @@ class _Book:
     def join_ready(self, bp: Blueprint, source: str, target: str) -> bool:
         """Whether `source`'s arrival fires `target`. A join fires at most once per pass."""
         rerun = bp.node_by_id[target].uses == builtins.LOOP_CONTROLLER  # a controller runs every pass
-        committed = target in self.results or target == source  # a self-edge: runs once, as TS
-        if (committed and not rerun) or self.outstanding.get(target, 0) > 0:
+        if target == source:
+            return False  # a self-edge: the node runs once, as TS
+        if (target in self.results and not rerun) or self.outstanding.get(target, 0) > 0:
             return False  # already ran or already queued: a join never fires twice
         if target in self.awaiting:
             return False

@@ -142,9 +142,6 @@ class _InProcessRun:
             return
         node = self.bp.node_by_id[node_id]
         uses = node.uses if node.uses not in self.rt.registry else None
-        if uses in (builtins.WAIT, builtins.LOOP_CONTROLLER):
-            self._commit(node_id, self._instant_builtin(node))
-            return
         task = asyncio.ensure_future(self._execute(node_id, uses))
         self.tasks[task] = node_id
 
@@ -155,6 +152,8 @@ class _InProcessRun:
         return protocol.NodeCompletion(output=output, action=action)
 
     async def _execute(self, node_id: str, builtin: str | None = None) -> protocol.NodeCompletion:
+        if builtin in (builtins.WAIT, builtins.LOOP_CONTROLLER):
+            return self._instant_builtin(self.bp.node_by_id[node_id])
         if builtin == builtins.SLEEP:
             return await self._sleep(node_id)
         if builtin == builtins.SUBFLOW:

@@ -102,7 +102,7 @@ def test_a_loop_iterates_distributed_and_commits_each_pass_once(duplicate: bool)
     state = fleet.state(run_id)
     assert state.status == "completed", state.meta.reason
     assert state.context["count"] == 3
-    assert state.meta.iterations == {"ctrl": 3}
+    assert state.meta.iterations == {"ctrl": 4}  # three passes that continue, one that breaks
 
 
 def test_a_subflow_runs_as_its_own_distributed_run() -> None:

@@ -123,6 +123,7 @@ def test_a_loop_past_its_maximum_iterations_fails_the_run() -> None:
     result = runtime.run_sync(loop_blueprint(max_iterations=2), {"count": 0})
     assert result.status == "failed"
     assert result.reason == "Loop 'ctrl' exceeded its maximum of 2 iterations"
+    assert result.context["count"] == 2
 
 
 def test_a_subflow_runs_its_child_and_maps_inputs_and_outputs() -> None:
