@@ -400,7 +400,8 @@ def _check_batches(nodes: list[Node], registry: Mapping[str, Any] | None, proble
             problems.append(f"node '{node.id}': batch-scatter needs params.workerUsesKey")
         elif registry is not None and worker not in registry:
             problems.append(f"node '{node.id}': params.workerUsesKey '{worker}' is not registered")
-        if node.params.get("gatherNodeId") not in gathers:
+        gather = node.params.get("gatherNodeId")
+        if not isinstance(gather, str) or gather not in gathers:
             problems.append(
                 f"node '{node.id}': params.gatherNodeId {node.params.get('gatherNodeId')!r} "
                 "is not a batch-gather node of this blueprint"

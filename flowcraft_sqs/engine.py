@@ -41,6 +41,7 @@ VERSION_MISMATCH_RETRY_S = 30  # a job for another blueprint version goes back t
 # A duplicate of a job already executing here waits this long and is then planned again:
 # by then the first copy has committed, so the duplicate replays instead of executing twice.
 DUPLICATE_RETRY_S = 2
+LATEST_STATES_MAX = 2_000  # runs whose newest state is kept to commit parallel branches without conflicts
 RECENTLY_SETTLED_MAX = 50_000  # committed jobs remembered against stale duplicates (~5 MB)
 SLEEP_EARLY_TOLERANCE_S = 0.5  # a sleep job arriving this close to its due time continues
 
@@ -106,6 +107,7 @@ class Engine:
         # Jobs this engine committed lately -> the run version their commit wrote: a copy
         # planned from an older read of the run must not execute again (it replays later).
         self._settled: OrderedDict[tuple[str, str], int] = OrderedDict()
+        self._latest: OrderedDict[str, RunState] = OrderedDict()  # run id -> newest state we wrote or saw
         self._executing_lock = threading.Lock()
 
     # --- intake ------------------------------------------------------------------------
@@ -360,6 +362,7 @@ class Engine:
     def _commit_loop(
         self, job: Job, state: RunState, bp: Blueprint, completion: NodeCompletion | None
     ) -> tuple[Effects, RunState]:
+        state = self._freshest(state)
         for _ in range(MAX_COMMIT_ATTEMPTS):
             plan = protocol.plan_job(state, bp, job.node_id)
             if plan.action is JobAction.REPLAY:
@@ -369,9 +372,28 @@ class Engine:
             commit = self._build_commit(state, bp, job.node_id, completion)
             attempt = self._write(commit, state)
             if attempt.written is not None:
+                self._remember(attempt.written)
                 return self._effects_of(attempt.commit, attempt.written, bp), attempt.written
             state = self._adopt(attempt.current or self._reload(job.run_id), bp)
+            self._remember(state)
         raise RuntimeError(f"run '{job.run_id}': gave up after {MAX_COMMIT_ATTEMPTS} version conflicts")
+
+    def _freshest(self, state: RunState) -> RunState:
+        """The newest state of the run this engine knows: its own last write, if newer.
+
+        Parallel branches of one run were planned from one read; committing each from the
+        state the previous commit wrote avoids a version conflict (a refused write) each.
+        """
+        with self._executing_lock:
+            known = self._latest.get(state.run_id)
+        return known if known is not None and known.version > state.version else state
+
+    def _remember(self, state: RunState) -> None:
+        with self._executing_lock:
+            self._latest[state.run_id] = state
+            self._latest.move_to_end(state.run_id)
+            while len(self._latest) > LATEST_STATES_MAX:
+                self._latest.popitem(last=False)
 
     def _build_commit(
         self, state: RunState, bp: Blueprint, node_id: str, completion: NodeCompletion | None
@@ -394,7 +416,7 @@ class Engine:
             commit = protocol.end_run(state, protocol.FAILED, str(exc), self.clock())
             result = self.store.write(commit, state.version)
         if result.ok:
-            return _WriteAttempt(commit, _bumped(commit.state, state.version), None)
+            return _WriteAttempt(commit, _bumped(commit.state, state.version, result.sizes), None)
         return _WriteAttempt(commit, None, result.current)
 
     def _reload(self, run_id: str) -> RunState:
@@ -477,8 +499,9 @@ def _parent_jobs(state: RunState) -> list[Job]:
     return [Job(str(parent["run"]), str(parent["bp"]), str(parent["node"]))]
 
 
-def _bumped(state: RunState, old_version: int) -> RunState:
-    return RunState(state.run_id, state.context, state.meta, old_version + 1, state.attr_sizes)
+def _bumped(state: RunState, old_version: int, sizes: Mapping[str, int] | None = None) -> RunState:
+    attr_sizes = state.attr_sizes if sizes is None else sizes
+    return RunState(state.run_id, state.context, state.meta, old_version + 1, attr_sizes)
 
 
 def is_seeded_without_meta(state: RunState) -> bool:

@@ -642,6 +642,9 @@ def _is_name_part(char: str) -> bool:
     return ("a" + char).isidentifier()
 
 
+_ASCII_DIGITS = frozenset("0123456789")
+
+
 def _tokenize(text: str) -> Iterator[_Token]:
     """Tokens on demand, so that the first problem in reading order is the one reported."""
     pos = 0
@@ -650,9 +653,9 @@ def _tokenize(text: str) -> Iterator[_Token]:
         if char in _JS_SPACE:
             pos += 1
             continue
-        if char.isascii() and (
-            char.isdigit() or (char == "." and text[pos + 1 : pos + 2].isdigit())
-        ):
+        following = text[pos + 1 : pos + 2]
+        # ASCII digits only: str.isdigit() also accepts '²' and the like, which no number has.
+        if char in _ASCII_DIGITS or (char == "." and following != "" and following in _ASCII_DIGITS):
             token = _read_number(text, pos)
         elif char in "'\"":
             token = _read_string(text, pos)

@@ -45,6 +45,7 @@ class WriteResult:
 
     ok: bool
     current: RunState | None = None
+    sizes: Mapping[str, int] | None = None  # after a write: each attribute's stored size
 
 
 class RunStore(Protocol):

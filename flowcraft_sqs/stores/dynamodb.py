@@ -415,12 +415,16 @@ class DynamoRunStore:
     def write(self, commit: Commit, expected_version: int) -> WriteResult:
         """Apply `commit` only if the stored version is still `expected_version`."""
         change = change_for_commit(commit, expected_version)  # ValueNotStorable: nothing written
-        self._check_size(commit.state, sizes_after_change(commit.state, change))
+        sizes = sizes_after_change(commit.state, change)
+        self._check_size(commit.state, sizes)
         request = update_request(self.table_name, change)
         if len(request["UpdateExpression"]) > EXPRESSION_MAX_BYTES:
             # Hundreds of keys at once (a large seeded context): write the whole item instead.
-            return self._send(commit.state, "put_item", put_request(self.table_name, commit.state, change))
-        return self._send(commit.state, "update_item", request)
+            request, operation = put_request(self.table_name, commit.state, change), "put_item"
+        else:
+            operation = "update_item"
+        result = self._send(commit.state, operation, request)
+        return WriteResult(True, sizes=sizes) if result.ok else result
 
     def _send(self, state: RunState, operation: str, request: dict[str, Any]) -> WriteResult:
         try:
