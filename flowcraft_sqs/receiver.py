@@ -44,7 +44,7 @@ from . import metrics, pulse
 from .app import AppLoadError, load_app
 from .batching import Batcher
 from .config import PULSE_INTERVAL_S, Settings
-from .continuation import chain_resends, next_local
+from .continuation import chain_resends, next_locals
 from .engine import Effects, Engine, Execute, Planned, perform
 from .errors import EXIT_APP_LOAD, EXIT_BOOT, EXIT_FAILURE, EXIT_OK, FlowcraftError
 from .executor import _exit, child_setup, decode_completion, encode_work
@@ -76,6 +76,10 @@ class Held:
 
     received: Received
     hops: int = 0  # nodes run for it (local continuation included)
+    # Chains running for it: a fan-out may continue several branches here. The message is
+    # deleted when the last one ends; an item that ends otherwise (its executor died, a
+    # hand-back at shutdown) never counts down, so the message is redelivered and replays.
+    live: int = 1
 
 
 @dataclass
@@ -371,15 +375,19 @@ class Receiver:
         self.metrics.inc("committed")
         self.metrics.inc("runs_finished", len(effects.publishes))
         held.hops += 1
-        following = None
-        if self.s.local_continuation and not self.stopping.is_set():  # next_local: only our own commits
-            following = next_local(self.engine, effects, state, item.execute.blueprint, held.hops)
-        if following is None:
+        followings: list[Execute] = []
+        if self.s.local_continuation and not self.stopping.is_set():  # only our own commits go on
+            # This item's slot is free again (popped from items); a fan-out may also take the
+            # receiver's other spare room.
+            limit = max(1, self._room())
+            followings = next_locals(self.engine, effects, state, item.execute.blueprint, held.hops, limit)
+        held.live += len(followings) - 1
+        if held.live <= 0:
             self.batcher.add(Finished(effects, delete=held.received.receipt))
             return
         self.batcher.add(Finished(effects))  # the others it fired; the message stays ours
-        self.metrics.inc("continued")
-        self.continued.append(self._new_item(following, held, 1))
+        self.metrics.inc("continued", len(followings))
+        self.continued.extend(self._new_item(following, held, 1) for following in followings)
 
     def _on_timeout(self, item: InFlight, data: dict[str, Any]) -> None:
         """The supervisor stopped an executor whose attempt overran the node's timeout."""

@@ -34,6 +34,7 @@ from multiprocessing.connection import wait as wait_for
 from typing import Any, Final
 
 import orjson
+import psutil
 
 from . import metrics, pulse, systemd
 from .config import SUPERVISOR_TICK_S, TIMEOUT_GRACE_S, Settings
@@ -80,6 +81,26 @@ class Child:
     timed_out: pulse.SlotView | None = None  # the attempt we killed it for
     crashes: deque[float] = field(default_factory=deque)
     restart_at: float = 0.0
+
+
+QUEUE_NAME_PREFIX = "flowcraft-wq-"  # /dev/shm/flowcraft-wq-<supervisor pid>-work, -results<r>
+SHM_DIR = "/dev/shm"
+
+
+def remove_stale_queues() -> None:
+    """Unlink work queues left by supervisors that were killed (SIGKILL skips cleanup).
+
+    Their names carry the supervisor's pid; a queue whose supervisor is gone is stale.
+    """
+    with contextlib.suppress(OSError):
+        for name in os.listdir(SHM_DIR):
+            if not name.startswith(QUEUE_NAME_PREFIX):
+                continue
+            pid = name[len(QUEUE_NAME_PREFIX):].split("-", 1)[0]
+            if pid.isdigit() and not psutil.pid_exists(int(pid)):
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(SHM_DIR, name))
+                    log.info("removed %s, left by a supervisor that was killed", name)
 
 
 class Supervisor:
@@ -135,9 +156,11 @@ class Supervisor:
     def _start(self) -> None:
         s = self.settings
         admitted = s.admitted_per_receiver * s.receivers
-        self.work = WorkQueue.create(max_messages=admitted + s.procs + QUEUE_SLACK)
-        self.results = [WorkQueue.create(max_messages=2 * s.admitted_per_receiver + QUEUE_SLACK)
-                        for _ in range(s.receivers)]
+        remove_stale_queues()
+        prefix = f"{QUEUE_NAME_PREFIX}{os.getpid()}-"
+        self.work = WorkQueue.create(max_messages=admitted + s.procs + QUEUE_SLACK, name=f"{prefix}work")
+        self.results = [WorkQueue.create(max_messages=2 * s.admitted_per_receiver + QUEUE_SLACK,
+                                         name=f"{prefix}results{r}") for r in range(s.receivers)]
         self.pulse_board = pulse.create_board(self.ctx, len(self.children))
         self.metrics_board = metrics.create_board(self.ctx, len(self.children) + 1)
         self.counters = metrics.MetricsRow(self.metrics_board, len(self.children))
