@@ -56,7 +56,7 @@ _OPTIONS = [
             help="Seconds a received message stays hidden; extended while its node runs."),
     _option("--lease-fraction", type=float, default=0.5,
             help="Extend a message's visibility once this fraction of it has passed."),
-    _option("--prefetch", type=int, default=None, show_default="procs/4, at least 1",
+    _option("--prefetch", type=int, default=None, show_default="procs/4, at least 4",
             help="Work items admitted beyond one per executor (held messages hide latency)."),
     _option("--flush-max-items", type=int, default=10,
             help="Flush sends/statuses/deletes once this many messages are finished..."),
@@ -142,3 +142,16 @@ def main() -> None:
 
 
 main.add_command(worker, name="worker")
+
+
+def _register_subcommands() -> None:
+    # `infra` and `demo` live in their own modules; they import boto3 only when run.
+    from . import demo, infra_cli
+    from .loadtest import register as register_loadtest  # `loadtest`: flowcraft_sqs/loadtest/cli.py
+
+    infra_cli.register(main)
+    demo.register(main)
+    register_loadtest(main)
+
+
+_register_subcommands()

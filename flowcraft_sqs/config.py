@@ -33,6 +33,11 @@ DYNAMODB_MAX_BATCH_WRITE: Final = 25
 #: the lease thread ticks several times a second and one ChangeMessageVisibilityBatch takes
 #: tens of ms, so one second covers a slow call and a missed tick.
 MIN_LEASE_MARGIN_S: Final = 1.0
+# Held messages are leased (their visibility is extended), so a few beyond one per executor
+# cost no redelivery; they let a fan-out continue locally and receives come in fuller
+# batches. Measured (8-wide diamond, --procs 2): 2.49 AWS requests per node with 1, 1.80
+# with 4 (benchmarks/RESULTS.md).
+MIN_DEFAULT_PREFETCH: Final = 4
 #: Children pulse (child -> supervisor liveness) about this often (s).
 PULSE_INTERVAL_S: Final = 1.0
 #: The supervisor's loop wakes at least this often (s) to check pulses and deadlines.
@@ -72,7 +77,7 @@ class Settings:
     receive_batch: int = SQS_MAX_BATCH
     visibility_timeout_s: int = 60
     lease_fraction: float = 0.5
-    prefetch: int | None = None  # work items admitted beyond one per executor; None: procs // 4, at least 1
+    prefetch: int | None = None  # work items admitted beyond one per executor; None: procs // 4, at least 4
     flush_max_items: int = SQS_MAX_BATCH
     flush_max_age_ms: int = 50
     graceful_timeout_s: float = 30.0
@@ -99,7 +104,7 @@ class Settings:
         # Every queued item is an SQS message whose visibility clock is already running,
         # and a message held here is one another machine cannot take. A small surplus
         # over one per executor hides the hand-off latency without hoarding.
-        return self.prefetch if self.prefetch is not None else max(1, self.procs // 4)
+        return self.prefetch if self.prefetch is not None else max(MIN_DEFAULT_PREFETCH, self.procs // 4)
 
     @property
     def lease_margin_s(self) -> float:

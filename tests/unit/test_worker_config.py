@@ -55,8 +55,9 @@ def test_memory_backend_needs_no_queue_url() -> None:
 
 
 def test_admission_is_one_item_per_executor_plus_a_small_surplus() -> None:
-    assert Settings(app="x", procs=8, receivers=2).admitted_per_receiver == 5  # (8 + 2) / 2
-    assert Settings(app="x", procs=2).admitted_per_receiver == 3  # at least one extra
+    assert Settings(app="x", procs=8, receivers=2).admitted_per_receiver == 6  # (8 + 4) / 2
+    assert Settings(app="x", procs=32).admitted_per_receiver == 40  # 32 + 32 / 4
+    assert Settings(app="x", procs=2).admitted_per_receiver == 6  # at least four extra
     assert Settings(app="x", procs=2, prefetch=0).admitted_per_receiver == 2
 
 
