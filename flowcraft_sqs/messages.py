@@ -7,6 +7,7 @@ body becomes `MalformedMessage` naming the field at fault; nothing is ever unpic
 
 from __future__ import annotations
 
+import re
 from typing import Any, Final, NamedTuple
 
 import orjson
@@ -16,6 +17,7 @@ from .errors import MalformedMessage
 SQS_MAX_MESSAGE_BYTES: Final = 256 * 1024  # the safe body size on every SQS queue (AWS raised its default to 1 MiB in 2025)
 MAX_ID_LENGTH: Final = 512  # run, blueprint and node ids longer than this are refused as garbage
 REQUIRED_FIELDS: Final = ("runId", "blueprintId", "nodeId")
+_CONTROL_CHARACTERS: Final = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 class Job(NamedTuple):
@@ -60,6 +62,9 @@ def parse_job(body: str | bytes | dict[str, Any]) -> Job:
             raise MalformedMessage(f"field '{name}' must be a non-empty string, got {_describe(value)}")
         if len(value) > MAX_ID_LENGTH:
             raise MalformedMessage(f"field '{name}' is longer than {MAX_ID_LENGTH} characters")
+        if _CONTROL_CHARACTERS.search(value):
+            # Ids are quoted in log lines and failure reasons: a newline in one could forge a line.
+            raise MalformedMessage(f"field '{name}' contains control characters")
     not_before = data.get("notBefore")
     if not_before is not None and (isinstance(not_before, bool) or not isinstance(not_before, (int, float))):
         raise MalformedMessage(f"field 'notBefore' must be a number, got {_describe(not_before)}")

@@ -71,6 +71,8 @@ INTAKE_JOIN_S: Final = 1.0
 
 
 RECEIVE_GATHER_S = 0.02  # how long a receive waits for room for a fuller batch (s)
+FLUSH_RETRY_BASE_S = 0.2  # first wait before a failed flush is tried again (s), doubling
+FLUSH_RETRY_MAX_S = 5.0  # longest wait between tries of a failed flush (s)
 
 
 @dataclass
@@ -120,6 +122,9 @@ class Receiver:
         self.items: dict[int, InFlight] = {}
         self.retries: list[tuple[float, int, InFlight]] = []  # heap of (due, id, item)
         self.handoff: deque[Finished] = deque()
+        self.unflushed: list[Finished] = []  # a batch whose effects failed, kept in order for a retry
+        self.retry_flush_at = 0.0
+        self.flush_failures = 0
         self.continued: list[bytes] = []  # work items of successors run locally, put per batch
         self.wake_pending = False
         self.accepting = 0  # intake batches between receive and hand-off (the commit thread waits)
@@ -325,7 +330,7 @@ class Receiver:
             self.continued = []
             self._take_handoff()
             self._dispatch_due_retries()
-            if self.batcher.due():
+            if self.batcher.due() or (self.unflushed and time.monotonic() >= self.retry_flush_at):
                 self.flush()
         self.flush()
 
@@ -451,8 +456,19 @@ class Receiver:
     # --- flushing ------------------------------------------------------------------------
 
     def flush(self) -> None:
-        """Perform the batch's effects (sends, statuses, touches), then delete its messages."""
-        entries = self.batcher.drain()
+        """Perform the batch's effects (sends, statuses, touches), then delete its messages.
+
+        If the effects cannot be performed (an outage), the whole batch is kept, in order,
+        and tried again with backoff: an entry without a delete belongs to a message still
+        running a local chain, whose end would delete it, so dropping the entry would lose
+        what it fired. The messages stay leased meanwhile. Only the last flush, at
+        shutdown, gives up: its messages are then redelivered and replay.
+        """
+        final = self.stopping.is_set() and self._commit_done()
+        if self.unflushed and not final and time.monotonic() < self.retry_flush_at:
+            return
+        entries = self.unflushed + self.batcher.drain()
+        self.unflushed = []
         if not entries:
             return
         effects = Effects()
@@ -462,15 +478,27 @@ class Receiver:
         try:
             perform(effects, self.queue, self.statuses, time.time)
         except Exception as exc:
-            log.error("could not send successors or statuses (%s); %d messages will be "
-                      "redelivered and replayed", exc, len(deletes))
-            self._forget(deletes)
+            self._keep_for_retry(entries, deletes, exc, final)
             return
+        self.flush_failures = 0
         self._delete(deletes)
         for seconds, receipts in _by_seconds(e.requeue for e in entries if e.requeue).items():
             self._hand_back(receipts, seconds)
         self.metrics.inc("flushes")
         self.metrics.inc("flushed_messages", len(deletes))
+
+    def _keep_for_retry(self, entries: list[Finished], deletes: list[str], exc: Exception, final: bool) -> None:
+        if final:
+            log.error("could not send successors or statuses (%s); %d messages will be "
+                      "redelivered and replayed", exc, len(deletes))
+            self._forget(deletes)
+            return
+        self.flush_failures += 1
+        delay = min(FLUSH_RETRY_MAX_S, FLUSH_RETRY_BASE_S * 2 ** (self.flush_failures - 1))
+        log.error("could not send successors or statuses (%s); retrying %d entries in %.1f s",
+                  exc, len(entries), delay)
+        self.unflushed = entries
+        self.retry_flush_at = time.monotonic() + delay
 
     def _delete(self, receipts: list[str]) -> None:
         if not receipts:
