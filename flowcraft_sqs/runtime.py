@@ -19,6 +19,7 @@ from .blueprint import Blueprint, load_blueprint
 from .completion import run_batch_chunk, run_node
 from .errors import RunStateError
 from .expressions import DefaultEvaluator
+from .nodes import is_cancelled
 from .protocol import JobAction, RunState
 
 
@@ -129,7 +130,7 @@ class _InProcessRun:
             for task in done:
                 node_id = self.tasks.pop(task)
                 self._commit(node_id, task.result())
-            if _is_set(self.signal) and not self.state.is_final:
+            if is_cancelled(self.signal) and not self.state.is_final:
                 self._apply(protocol.end_run(self.state, protocol.CANCELLED, "Workflow cancelled", self.rt._clock()))
         return self._result()
 
@@ -138,7 +139,7 @@ class _InProcessRun:
         if plan.action is JobAction.CONSUME:
             self._apply(protocol.consume_job(self.state, node_id, self.rt._clock()))
             return
-        if plan.action is not JobAction.EXECUTE or _is_set(self.signal):
+        if plan.action is not JobAction.EXECUTE or is_cancelled(self.signal):
             return
         node = self.bp.node_by_id[node_id]
         uses = node.uses if node.uses not in self.rt.registry else None
@@ -242,15 +243,3 @@ class _InProcessRun:
             awaiting={k: dict(v) for k, v in state.meta.awaiting.items()},
             state=state,
         )
-
-
-def _is_set(signal: Any) -> bool:
-    if signal is None:
-        return False
-    for name in ("is_set", "aborted", "cancelled"):
-        probe = getattr(signal, name, None)
-        if callable(probe):
-            return bool(probe())
-        if probe is not None:
-            return bool(probe)
-    return False

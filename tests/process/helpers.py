@@ -11,28 +11,16 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import orjson
 import psutil
 
+from flowcraft_sqs.testing.fleet import wait_until  # noqa: F401  (used by the process tests)
+
 ROOT = Path(__file__).resolve().parents[2]
 APP = "tests.process.workerapp"
-
-
-def wait_until(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.02) -> Any:
-    """Poll `condition` until it returns something truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:.1f} s waiting for {what}")
-        time.sleep(interval)
 
 
 class Worker:
