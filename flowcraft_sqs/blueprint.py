@@ -349,7 +349,7 @@ def _edge(d: Any, index: int, known: set[str], problems: list[str]) -> Edge | No
             problems.append(f"{where}: '{name}' must be a string, not {value!r}")
             ok = False
         fields[name] = value or None
-    if not ok:
+    if not ok or not isinstance(source, str) or not isinstance(target, str):
         return None
     return Edge(index=index, source=source, target=target, **fields)
 

@@ -121,15 +121,16 @@ async def run_batch_chunk(
     offset = int(snapshot.get(builtins.CHUNK_OFFSET_KEY) or 0)
     results: list[Any] = []
     for index, item in enumerate(items, start=offset):
-        definition = {"id": f"{scatter.id}_item_{index}", "uses": worker, "config": dict(scatter.definition.get("config") or {})}
-        definition["config"].pop("fallback", None)
+        item_id = f"{scatter.id}_item_{index}"
+        config = {k: v for k, v in (scatter.definition.get("config") or {}).items() if k != "fallback"}
+        definition: dict[str, Any] = {"id": item_id, "uses": worker, "config": config}
         ctx = NodeContext(
             context=RunContextView({}), input=copy.deepcopy(item), params={}, dependencies=dict(dependencies),
-            signal=signal, node_id=definition["id"], run_id=run_id, blueprint_id=bp.id,
+            signal=signal, node_id=item_id, run_id=run_id, blueprint_id=bp.id,
         )
         outcome = await execute_node(node=definition, registry=registry, context=ctx, middleware=middleware,
                                      sleep=sleep, logger=logger)
-        if outcome.error is not None:
+        if outcome.error is not None or outcome.result is None:
             return NodeCompletion(error=str(outcome.error))
         results.append(defined_or_none(outcome.result.output))
     return NodeCompletion(output=results)

@@ -54,8 +54,8 @@ class TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         role, slot = getattr(record, "role", "main"), getattr(record, "slot", -1)
-        record.tag = f"{role}[{slot}]" if slot is not None and slot >= 0 else role
-        record.tag += f" pid={record.process}"
+        tag = f"{role}[{slot}]" if slot is not None and slot >= 0 else role
+        record.tag = f"{tag} pid={record.process}"  # read by the format string
         return super().format(record)
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802

@@ -121,7 +121,7 @@ class MetricsServer:
 
     def __init__(self, board: Any, host: str, port: int, gauges: Any = None) -> None:
         self.board = board
-        self.gauges = gauges or (lambda: {})
+        self.gauges: Any = gauges or (lambda: {})
         server = self
 
         class Handler(BaseHTTPRequestHandler):
