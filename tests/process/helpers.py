@@ -10,59 +10,32 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import orjson
 import psutil
 
-from flowcraft_sqs.testing.fleet import wait_until  # noqa: F401  (used by the process tests)
+from flowcraft_sqs.testing.fleet import (
+    WorkerProcess,
+    wait_until,  # noqa: F401  (used by the process tests)
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = "tests.process.workerapp"
 
 
-class Worker:
-    """One `python -m flowcraft_sqs worker` process (a supervisor and its children)."""
+class Worker(WorkerProcess):
+    """`flowcraft_sqs.testing.fleet.WorkerProcess` with this suite's app, a log per name in
+    the test's tmp dir, and a cleanup that lets the worker unlink its shared memory first."""
 
     def __init__(self, tmp: Path, args: list[str], env: dict[str, str] | None = None, name: str = "worker"):
-        self.log_path = tmp / f"{name}.log"
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 - the child writes it until cleanup()
         full_env = {**os.environ, **(env or {})}
         full_env.setdefault("PYTHONPATH", str(ROOT))
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "flowcraft_sqs", "worker", "--app", APP, *args],
-            cwd=ROOT, env=full_env, stdout=self._log, stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: cleanup can reach every child
-        )
-        self.pid = self.process.pid
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def children(self) -> list[psutil.Process]:
-        try:
-            return psutil.Process(self.pid).children(recursive=True)
-        except psutil.NoSuchProcess:
-            return []
-
-    def wait_ready(self, executors: int, timeout: float = 30.0) -> None:
-        wait_until(lambda: self.log().count("executor ready") >= executors or self.exited(),
-                   timeout, f"{executors} executors to be ready")
-        assert not self.exited(), f"worker exited early:\n{self.log()}"
+        super().__init__(["--app", APP, *args], full_env, tmp / f"{name}.log")
 
     def exited(self) -> bool:
-        return self.process.poll() is not None
-
-    def signal(self, signum: int) -> None:
-        os.kill(self.pid, signum)
-
-    def wait(self, timeout: float) -> int:
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            raise AssertionError(f"worker still running after {timeout:.1f} s:\n{self.log()[-4000:]}") from None
+        return not self.alive()
 
     def cleanup(self) -> None:
         """Stop this worker: SIGTERM first, so it unlinks its shared memory; then SIGKILL
