@@ -2,8 +2,9 @@
 
 The target provides `registry` (a mapping `uses` -> implementation), `blueprints` (a
 mapping id -> blueprint dict, or a list of blueprints), and optionally `dependencies`
-(passed to every node), `middleware` and `evaluator`. It may be a module, any object with
-those attributes, a dict with those keys, or a callable that returns one of these.
+(passed to every node), `middleware`, `evaluator` and `event_bus` (told every workflow
+event). It may be a module, any object with those attributes, a dict with those keys, or
+a callable that returns one of these.
 
 Every failure raises `AppLoadError`, whose message names what is missing; processes exit
 with `EXIT_APP_LOAD` on it, and the supervisor halts instead of restarting them.
@@ -35,6 +36,7 @@ class App:
     dependencies: Mapping[str, Any] = field(default_factory=dict)
     middleware: Sequence[Any] = ()
     evaluator: Any = None
+    event_bus: Any = None  # an `events.EventBus` the engine reports to, if the app gives one
 
 
 def load_app(spec: str) -> App:
@@ -64,6 +66,7 @@ def load_app(spec: str) -> App:
         dependencies=dict(_part(target, "dependencies", spec) or {}),
         middleware=tuple(_part(target, "middleware", spec) or ()),
         evaluator=evaluator,
+        event_bus=_part(target, "event_bus", spec),
     )
 
 

@@ -158,3 +158,21 @@ def scatter_for(bp: Blueprint, gather_id: str) -> str | None:
         if node.uses == BATCH_SCATTER and node.params.get("gatherNodeId") == gather_id:
             return node.id
     return None
+
+
+class BuiltinNode:
+    """The registry entry of a built-in: the runtime carries it out itself, never calls it."""
+
+    def __init__(self, uses: str) -> None:
+        self.uses = uses
+
+    def __call__(self, ctx: Any) -> Any:
+        raise RuntimeError(f"built-in '{self.uses}' is carried out by the runtime, not called as a node")
+
+    def __repr__(self) -> str:
+        return f"BuiltinNode({self.uses!r})"
+
+
+def builtin_registry() -> dict[str, BuiltinNode]:
+    """Every built-in the protocol carries out, keyed by its `uses`."""
+    return {uses: BuiltinNode(uses) for uses in sorted(PROTOCOL_BUILTINS)}

@@ -47,7 +47,7 @@ def node_context_for(
 def completion_from_outcome(node_id: str, outcome: Any) -> NodeCompletion:
     """Plain data for the protocol from what `execute_node` returned."""
     if outcome.error is not None:
-        return NodeCompletion(error=str(outcome.error))
+        return NodeCompletion(error=str(outcome.error), attempts=max(outcome.attempts, 1))
     result = outcome.result
     return NodeCompletion(
         output=result.output,
@@ -56,6 +56,7 @@ def completion_from_outcome(node_id: str, outcome: Any) -> NodeCompletion:
         context_deletes=frozenset(outcome.context_deletes),
         fallback_node_id=outcome.fallback_node_id if outcome.fallback_executed else None,
         catch_error=outcome.catch_error,
+        attempts=max(outcome.attempts, 1),
     )
 
 

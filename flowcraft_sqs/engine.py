@@ -26,7 +26,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from . import builtins, protocol
+from . import builtins, events, protocol, run_events
 from .blueprint import Blueprint
 from .errors import ContextTooLarge, MalformedMessage, RunStateError, ValueNotStorable
 from .jsvalues import UNDEFINED
@@ -95,6 +95,7 @@ class Engine:
         clock: Callable[[], float],
         touch_interval_s: float = 60.0,
         user_uses: Collection[str] = (),
+        event_bus: events.EventBus | None = None,
     ) -> None:
         self.blueprints = blueprints
         self.store = store
@@ -103,6 +104,8 @@ class Engine:
         self.touch_interval_s = touch_interval_s
         # A user registry entry overrides the built-in of the same key (as TS).
         self.user_uses = frozenset(user_uses)
+        # Reported synchronously; None (the default) costs one comparison per step.
+        self.event_bus = event_bus
         self._executing: set[tuple[str, str]] = set()
         # Jobs this engine committed lately -> the run version their commit wrote: a copy
         # planned from an older read of the run must not execute again (it replays later).
@@ -159,6 +162,8 @@ class Engine:
         self, item: Planned, job: Job, state: RunState, bp: Blueprint, plan: protocol.JobPlan
     ) -> None:
         action = plan.action
+        if action is JobAction.EXECUTE and self.event_bus is not None:
+            self._report_start(job, state, bp)
         if action is JobAction.EXECUTE and self._is_builtin(bp, job.node_id) and not protocol.is_chunk(state):
             item.effects = self._run_builtin(job, state, bp)
         elif action is JobAction.EXECUTE:
@@ -373,6 +378,8 @@ class Engine:
             attempt = self._write(commit, state)
             if attempt.written is not None:
                 self._remember(attempt.written)
+                if self.event_bus is not None and completion is not None:
+                    self._report_commit(job.node_id, completion, attempt.commit, bp)
                 return self._effects_of(attempt.commit, attempt.written, bp), attempt.written
             state = self._adopt(attempt.current or self._reload(job.run_id), bp)
             self._remember(state)
@@ -450,6 +457,8 @@ class Engine:
             result = self.store.write(commit, state.version)
             if result.ok:
                 written = _bumped(commit.state, state.version)
+                if self.event_bus is not None:
+                    self._emit_all(run_events.finished(state.run_id, state.meta.blueprint_id, status, reason))
                 return Effects(publishes=[(written, FinalStatus(status, reason))], sends=_parent_jobs(written))
             state = result.current or self._reload(state.run_id)
         raise RuntimeError(f"run '{state.run_id}': gave up ending the run after version conflicts")
@@ -466,8 +475,32 @@ class Engine:
                 return Effects()  # resumed before: nothing to do
             result = self.store.write(commit, state.version)
             if result.ok:
+                if self.event_bus is not None:
+                    self._emit_all([run_events.workflow_event(events.WORKFLOW_RESUME, run_id, bp)])
+                    self._report_commit(node_id or "", NodeCompletion(output=output, action=action), commit, bp)
                 return self._effects_of(commit, _bumped(commit.state, state.version), bp)
         raise RuntimeError(f"run '{run_id}': gave up resuming after version conflicts")
+
+    # --- events ------------------------------------------------------------------------
+
+    def _emit_all(self, found: Sequence[run_events.Event]) -> None:
+        for type_, payload in found:
+            events.emit_sync(self.event_bus, type_, payload)
+
+    def _report_start(self, job: Job, state: RunState, bp: Blueprint) -> None:
+        found = []
+        if not state.meta.results and bp.start_node_ids and job.node_id == bp.start_node_ids[0] and not protocol.is_chunk(state):
+            found.append(run_events.workflow_event(events.WORKFLOW_START, job.run_id, bp))
+        node_input = protocol.resolve_node_input(state.context, bp.node_by_id[job.node_id])
+        found.append(run_events.node_started(job.run_id, bp, job.node_id, node_input))
+        self._emit_all(found)
+
+    def _report_commit(self, node_id: str, completion: NodeCompletion, commit: Commit, bp: Blueprint) -> None:
+        run_id = commit.state.run_id
+        found = run_events.node_settled(run_id, bp, node_id, completion, commit, self.evaluator)
+        if commit.final is not None and not protocol.is_chunk(commit.state):
+            found.extend(run_events.finished(run_id, bp, commit.final.status, commit.final.reason))
+        self._emit_all(found)
 
     def end_run(self, run_id: str, status: str, reason: str) -> Effects:
         state = self.store.load_runs([run_id]).get(run_id)

@@ -176,6 +176,7 @@ class NodeCompletion:
     catch_error: Mapping[str, Any] | None = None
     awaiting: Mapping[str, Any] | None = None  # wait: park the node until a client resumes it
     timer_due: float | None = None  # sleep: the node continues at this epoch second
+    attempts: int = 1  # attempts the node took (events report the retries)
 
     @property
     def failed(self) -> bool:
@@ -621,6 +622,11 @@ def route(
     if not taken:
         taken = [e for e in candidates if e.action is None and passes(e)]
     return [(edge, edge.target) for edge in taken]
+
+
+def candidate_edges(bp: Blueprint, node_id: str) -> list[Edge]:
+    """The edges routing considers after `node_id`, in order (see `_candidate_edges`)."""
+    return _candidate_edges(bp, node_id)
 
 
 def _candidate_edges(bp: Blueprint, node_id: str) -> list[Edge]:

@@ -139,7 +139,7 @@ class Receiver:
     def boot(self) -> None:
         self.app = load_app(self.s.app)
         self.queue, self.store, self.statuses, self.counter = build_ports(self.s, self.app, self.index)
-        self.engine = Engine(self.app.blueprints, self.store, self.app.evaluator, time.time,
+        self.engine = Engine(self.app.blueprints, self.store, self.app.evaluator, time.time, event_bus=self.app.event_bus,
                              user_uses=self.app.registry.keys())
         self.book = LeaseBook(self.s.visibility_timeout_s, self.s.lease_fraction, time.monotonic)
         self.batcher: Batcher[Finished] = Batcher(self.s.flush_max_items, self.s.flush_max_age_ms / 1000,

@@ -9,12 +9,13 @@ completion when nothing is outstanding).
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import builtins, protocol
+from . import builtins, events, protocol, run_events
 from .blueprint import Blueprint, load_blueprint
 from .completion import run_batch_chunk, run_node
 from .errors import RunStateError
@@ -54,22 +55,26 @@ class FlowRuntime:
         logger: Any = None,
         clock: Callable[[], float] | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        event_bus: events.EventBus | None = None,
     ) -> None:
-        self.registry = dict(registry or {})
+        # The user's implementations; one of them overrides the built-in of the same key (as TS).
+        self.user_registry = dict(registry or {})
+        self.registry = {**builtins.builtin_registry(), **self.user_registry}
         self.evaluator = evaluator or DefaultEvaluator()
         self.blueprints = {
             key: load_blueprint(value, blueprint_id=key) for key, value in (blueprints or {}).items()
         }
         self.dependencies = dict(dependencies or {})
         self.middleware = list(middleware)
-        self.logger = logger
+        self.logger = logger if logger is not None else logging.getLogger("flowcraft_sqs.runtime")
+        self.event_bus = event_bus
         self._clock = clock or (lambda: asyncio.get_running_loop().time())
         self._sleep = sleep
 
     def load(self, blueprint: Blueprint | Mapping[str, Any] | str) -> Blueprint:
         if isinstance(blueprint, str) and blueprint in self.blueprints:
             return self.blueprints[blueprint]
-        return load_blueprint(blueprint, registry=self.registry, evaluator=self.evaluator)
+        return load_blueprint(blueprint, registry=self.user_registry, evaluator=self.evaluator)
 
     def run_sync(self, blueprint: Any, initial_context: Mapping[str, Any] | None = None, **kw: Any) -> WorkflowResult:
         return asyncio.run(self.run(blueprint, initial_context, **kw))
@@ -85,7 +90,11 @@ class FlowRuntime:
     ) -> WorkflowResult:
         bp = self.load(blueprint)
         state = protocol.new_run(bp, run_id or uuid.uuid4().hex, initial_context or {}, self._clock())
-        return await _InProcessRun(self, bp, state, signal, _depth).drive()
+        run = _InProcessRun(self, bp, state, signal, _depth)
+        # Upstream reports both at the start of every run.
+        await run.emit(*run_events.workflow_event(events.WORKFLOW_START, state.run_id, bp))
+        await run.emit(*run_events.workflow_event(events.WORKFLOW_RESUME, state.run_id, bp))
+        return await run.drive()
 
 
     async def resume(
@@ -104,6 +113,8 @@ class FlowRuntime:
         bp = self.load(blueprint)
         commit = protocol.resume_node(result.state, bp, node_id, output, action, self.evaluator, self._clock())
         run = _InProcessRun(self, bp, commit.state, signal)
+        await run.emit(*run_events.workflow_event(events.WORKFLOW_RESUME, commit.state.run_id, bp))
+        await run.report_commit(node_id or "", protocol.NodeCompletion(output=output, action=action), commit)
         return await run.drive(list(commit.fired))
 
     def resume_sync(self, blueprint: Any, result: WorkflowResult, **kw: Any) -> WorkflowResult:
@@ -129,10 +140,23 @@ class _InProcessRun:
             done, _ = await asyncio.wait(self.tasks, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
                 node_id = self.tasks.pop(task)
-                self._commit(node_id, task.result())
+                await self._commit(node_id, task.result())
             if is_cancelled(self.signal) and not self.state.is_final:
                 self._apply(protocol.end_run(self.state, protocol.CANCELLED, "Workflow cancelled", self.rt._clock()))
-        return self._result()
+        result = self._result()
+        for event in run_events.finished(result.run_id, self.bp, result.status, result.reason):
+            await self.emit(*event)
+        return result
+
+    async def emit(self, type_: str, payload: Mapping[str, Any]) -> None:
+        if self.rt.event_bus is not None:
+            await events.emit(self.rt.event_bus, type_, payload)
+
+    async def report_commit(self, node_id: str, completion: protocol.NodeCompletion, commit: protocol.Commit) -> None:
+        if self.rt.event_bus is None:
+            return
+        for event in run_events.node_settled(self.state.run_id, self.bp, node_id, completion, commit, self.rt.evaluator):
+            await self.emit(*event)
 
     def _start(self, node_id: str) -> None:
         plan = protocol.plan_job(self.state, self.bp, node_id)
@@ -142,9 +166,15 @@ class _InProcessRun:
         if plan.action is not JobAction.EXECUTE or is_cancelled(self.signal):
             return
         node = self.bp.node_by_id[node_id]
-        uses = node.uses if node.uses not in self.rt.registry else None
-        task = asyncio.ensure_future(self._execute(node_id, uses))
+        uses = node.uses if node.uses not in self.rt.user_registry else None
+        task = asyncio.ensure_future(self._started(node_id, uses))
         self.tasks[task] = node_id
+
+    async def _started(self, node_id: str, builtin: str | None) -> protocol.NodeCompletion:
+        if self.rt.event_bus is not None:
+            node_input = protocol.resolve_node_input(self.state.context, self.bp.node_by_id[node_id])
+            await self.emit(*run_events.node_started(self.state.run_id, self.bp, node_id, node_input))
+        return await self._execute(node_id, builtin)
 
     def _instant_builtin(self, node: Any) -> protocol.NodeCompletion:
         if node.uses == builtins.WAIT:
@@ -165,9 +195,13 @@ class _InProcessRun:
             return self._gather(node_id)
         rt = self.rt
         return await run_node(
-            self.bp, node_id, dict(self.state.context), self.state.run_id, rt.registry,
-            rt.dependencies, rt.middleware, self.signal, rt._sleep, rt.logger,
+            self.bp, node_id, dict(self.state.context), self.state.run_id, rt.user_registry,
+            self._dependencies(), rt.middleware, self.signal, rt._sleep, rt.logger,
         )
+
+    def _dependencies(self) -> dict[str, Any]:
+        # As upstream, every node gets the runtime's logger among its dependencies.
+        return {**self.rt.dependencies, "logger": self.rt.logger}
 
     async def _sleep(self, node_id: str) -> protocol.NodeCompletion:
         node = self.bp.node_by_id[node_id]
@@ -204,7 +238,7 @@ class _InProcessRun:
             return protocol.NodeCompletion(error=f"Node '{node_id}' failed: batch-scatter input must be an array")
         rt = self.rt
         chunk = {builtins.CHUNK_ITEMS_KEY: items, builtins.CHUNK_OFFSET_KEY: 0}
-        done = await run_batch_chunk(self.bp, node, chunk, self.state.run_id, rt.registry, rt.dependencies,
+        done = await run_batch_chunk(self.bp, node, chunk, self.state.run_id, rt.user_registry, self._dependencies(),
                                      rt.middleware, self.signal, rt._sleep, rt.logger)
         if done.failed:
             return done
@@ -217,11 +251,12 @@ class _InProcessRun:
         key = str(self.bp.node_by_id[node_id].params.get("outputKey") or node_id)
         return protocol.NodeCompletion(output=results, context_sets={key: results})
 
-    def _commit(self, node_id: str, completion: protocol.NodeCompletion) -> None:
+    async def _commit(self, node_id: str, completion: protocol.NodeCompletion) -> None:
         commit = protocol.commit_node(
             self.state, self.bp, node_id, completion, self.rt.evaluator, self.rt._clock()
         )
         self._apply(commit)
+        await self.report_commit(node_id, completion, commit)
         for target in commit.fired:
             self._start(target)
 

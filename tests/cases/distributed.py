@@ -53,10 +53,11 @@ def run_distributed(
     evaluator: Any,
     duplicate: bool = False,
     sleep: Any = asyncio.sleep,
+    event_bus: Any = None,
 ) -> tuple[protocol.RunState, MemoryStatusTable]:
     clock = FakeClock()
     store, statuses, queue = MemoryRunStore(), MemoryStatusTable(), DuplicatingQueue(duplicate, clock)
-    engine = Engine({bp.id: bp}, store, evaluator, clock=clock)
+    engine = Engine({bp.id: bp}, store, evaluator, clock=clock, event_bus=event_bus)
     run_id = uuid.uuid4().hex
     store.create_run(protocol.new_run(bp, run_id, initial_context, clock()))
     statuses.start(run_id, clock())
