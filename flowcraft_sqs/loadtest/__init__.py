@@ -5,7 +5,8 @@ requests, DynamoDB units and cost per node execution.
 
 Modules: workloads (blueprints and node implementations, pure), app (the worker's --app),
 runner (drives the load), report (figures, JSON, Markdown; pure), plots (PNG, optional),
-meter (capacity units and bytes per AWS call), memseed (--backend memory), progress, cli.
+meter (capacity units and bytes per AWS call), memseed (--backend memory), procroles (which
+worker process is an executor, for RSS per executor), progress, cli.
 """
 
 from .cli import register

@@ -6,7 +6,8 @@ catalogue of workloads.CATALOGUE plus the ids listed in FLOWCRAFT_LOADTEST_BLUEP
 before runs of it arrive, so start the fleet with the ids you will load-test.
 
 With FLOWCRAFT_LOADTEST_METER_DIR set (the self-contained harness sets it), importing this
-module also meters the worker's AWS clients (capacity units, bytes): see meter.py.
+module also meters the worker's AWS clients (capacity units, bytes): see meter.py. With
+FLOWCRAFT_LOADTEST_PROC_DIR set, each process records its role (procroles.py).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import os
 from typing import Final
 
-from . import meter, workloads
+from . import meter, procroles, workloads
 
 BLUEPRINTS_ENV: Final = "FLOWCRAFT_LOADTEST_BLUEPRINTS"
 
@@ -22,3 +23,4 @@ registry = dict(workloads.REGISTRY)
 blueprints = workloads.catalogue(os.environ.get(BLUEPRINTS_ENV, "").split(","))
 
 meter.install_in_worker()
+procroles.record()

@@ -23,6 +23,7 @@ from typing import Any
 import click
 
 SHAPES = ("chain", "diamond", "fanout", "single")
+IO_WORKLOADS = ("async-wait", "sync-wait")  # one-node runs, drained from a backlog
 NETNS_MARK = "FLOWCRAFT_LOADTEST_IN_NETNS"
 
 
@@ -38,10 +39,13 @@ def _warmup(value: str) -> tuple[int, float] | None:
 
 @click.command("loadtest", context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100,
                                              "show_default": True})
-@click.option("--workload", "shape", type=click.Choice(SHAPES), default="chain", help="Shape of each run.")
+@click.option("--workload", "shape", type=click.Choice(SHAPES + IO_WORKLOADS), default="chain",
+              help="Shape of each run; async-wait / sync-wait: one node that awaits (asyncio.sleep) / "
+                   "blocks (time.sleep) --node-ms, drained from a backlog.")
+@click.option("--node-ms", type=int, default=1000, help="async-wait / sync-wait: milliseconds each node waits.")
 @click.option("--length", type=int, default=10, help="chain: nodes in the chain.")
 @click.option("--width", type=int, default=8, help="diamond/fanout: parallel branches.")
-@click.option("--node", type=click.Choice(("noop", "cpu", "long", "payload")), default=None,
+@click.option("--node", type=click.Choice(("noop", "cpu", "long", "await", "payload")), default=None,
               show_default="noop, or what --cpu-ms/--long-ms/--payload-kb imply", help="What each node does.")
 @click.option("--cpu-ms", type=int, default=0, help="cpu nodes: CPU milliseconds each (busy loop).")
 @click.option("--long-ms", type=int, default=0, help="long nodes: milliseconds each sleeps.")
@@ -56,6 +60,9 @@ def _warmup(value: str) -> tuple[int, float] | None:
 @click.option("--rate", type=float, default=None, help="Open loop: runs started per second.")
 @click.option("--max-in-flight", type=int, default=None, help="Open loop: never more runs in flight than this.")
 @click.option("--duration", type=float, default=None, help="Stop starting runs after this many seconds.")
+@click.option("--backlog/--no-backlog", default=None, show_default="on for async-wait / sync-wait",
+              help="Write all --runs runs first, then measure their drain (self-contained: before the "
+                   "worker starts).")
 @click.option("--warmup", default="auto", metavar="N|Ns",
               help="Warm-up before measuring: N runs, or N seconds ('15s'); auto: --concurrency runs.")
 @click.option("--run-timeout", type=float, default=300.0, help="A run not final this long after its start is a timeout.")
@@ -66,6 +73,11 @@ def _warmup(value: str) -> tuple[int, float] | None:
               default="ministack", help="--self-contained: local servers (memory: no AWS at all).")
 @click.option("--procs", type=int, default=2, help="--self-contained: flowcraft-worker --procs.")
 @click.option("--receivers", type=int, default=1, help="--self-contained: flowcraft-worker --receivers.")
+@click.option("--worker-concurrency", type=int, default=None, show_default="the worker's default",
+              help="--self-contained: flowcraft-worker --concurrency (nodes in flight per executor).")
+@click.option("--worker-threads", "--threads", "worker_threads", type=int, default=None,
+              show_default="the worker's default",
+              help="--self-contained: flowcraft-worker --threads (sync nodes in flight per executor).")
 @click.option("--worker-arg", "worker_args", multiple=True, metavar="ARG",
               help="--self-contained: extra flowcraft-worker argument (repeat), e.g. --worker-arg=--no-local-continuation.")
 @click.option("--worker-log-level", default="WARNING", help="--self-contained: the worker's --log-level.")
@@ -101,11 +113,13 @@ def loadtest(**o: Any) -> None:
         SelfContained,
         needs_netns,
     )
-    from .workloads import parse_workload, workload_from_options
+    from .workloads import io_workload, parse_workload, workload_from_options
 
     try:
         if o["blueprint"]:
             workload = parse_workload(o["blueprint"])
+        elif o["shape"] in IO_WORKLOADS:
+            workload = io_workload(o["shape"], o["node_ms"])
         else:
             node = o["node"] or ("cpu" if o["cpu_ms"] else "long" if o["long_ms"] else
                                  "payload" if o["payload_kb"] else "noop")
@@ -116,6 +130,7 @@ def loadtest(**o: Any) -> None:
     if o["self_contained"] and needs_netns(o["backend"]):
         _enter_netns_or_fail(o["backend"])
     runs = o["runs"] if o["runs"] is not None else (None if o["duration"] else 50)
+    backlog = o["backlog"] if o["backlog"] is not None else o["shape"] in IO_WORKLOADS and not o["blueprint"]
     warm = _warmup(o["warmup"])
     loop = o["loop"] or ("open" if o["rate"] else "closed")
     if warm is None:
@@ -123,12 +138,13 @@ def loadtest(**o: Any) -> None:
     options = LoadOptions(runs=runs, concurrency=o["concurrency"], loop=loop, rate=o["rate"],
                           max_in_flight=o["max_in_flight"], duration_s=o["duration"], warmup_runs=warm[0],
                           warmup_s=warm[1], run_timeout_s=o["run_timeout"], poll_s=o["poll_interval"],
-                          starters=o["starters"])
+                          starters=o["starters"], backlog=backlog)
     test = LoadTest(workload, options, progress=o["progress"], profile=o["profile"])
     if o["self_contained"]:
         assert o["backend"] in BACKENDS
         test.self_contained = SelfContained(o["backend"], o["procs"], o["receivers"], list(o["worker_args"]),
-                                            o["worker_log_level"])
+                                            o["worker_log_level"], node_concurrency=o["worker_concurrency"],
+                                            threads=o["worker_threads"])
         backend = o["backend"]
     else:
         if not o["queue_url"]:

@@ -10,6 +10,7 @@ execution. It leaves out free tiers, storage, data transfer, and the machines th
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -95,6 +96,50 @@ def timeline(times: Sequence[float], start: float, end: float, buckets: int = 60
             counts[-1] += 1
     return {"bucket_s": width, "t": [round(i * width, 4) for i in range(n)],
             "per_s": [c / width for c in counts]}
+
+
+IN_FLIGHT_POINTS: Final = 40  # samples in the nodes-in-flight series of a report
+
+
+def node_intervals(runs: Iterable[Mapping[str, Any]]) -> list[tuple[float, float]]:
+    """(start, end) of every node of the completed runs, as the nodes themselves recorded."""
+    return [(float(v[0]), float(v[1])) for r in runs if r.get("status") == "completed"
+            for v in (r.get("nodes") or {}).values()]
+
+
+def mean_in_flight(intervals: Sequence[tuple[float, float]], lo: float, hi: float) -> float | None:
+    """Time-averaged nodes running between `lo` and `hi`: the node-seconds inside the window
+    over its length (Little's law: node/s x seconds per node)."""
+    if hi <= lo:
+        return None
+    busy = sum(max(0.0, min(e, hi) - max(s, lo)) for s, e in intervals)
+    return busy / (hi - lo)
+
+
+def in_flight_at(starts: Sequence[float], ends: Sequence[float], t: float) -> int:
+    """Nodes running at `t`, from sorted starts and sorted ends (started by t, not ended by t)."""
+    return bisect.bisect_right(starts, t) - bisect.bisect_right(ends, t)
+
+
+def in_flight(intervals: Sequence[tuple[float, float]], points: int = IN_FLIGHT_POINTS) -> dict[str, Any]:
+    """Nodes in flight over time: the mean over the steady window (the middle 80% of node
+    completions, as for the steady throughput), the mean over the whole span, the peak, and
+    `points` evenly spaced samples from the first start to the last end."""
+    if not intervals:
+        return {"n": 0, "mean_steady": None, "mean_span": None, "peak": 0, "series": {"t": [], "nodes": []}}
+    starts = sorted(s for s, _ in intervals)
+    ends = sorted(e for _, e in intervals)
+    first, last = starts[0], ends[-1]
+    lo, hi = ends[int(len(ends) * STEADY_TRIM)], ends[max(0, int(len(ends) * (1 - STEADY_TRIM)) - 1)]
+    # The peak is reached just after some node starts: checking every start finds it.
+    peak = max(in_flight_at(starts, ends, s) for s in starts)
+    step = (last - first) / max(points - 1, 1)
+    ts = [first + i * step for i in range(points)] if last > first else [first]
+    return {"n": len(intervals), "mean_steady": mean_in_flight(intervals, lo, hi),
+            "mean_span": mean_in_flight(intervals, first, last), "peak": peak,
+            "steady_window_s": [lo - first, hi - first],
+            "series": {"t": [round(t - first, 3) for t in ts],
+                       "nodes": [in_flight_at(starts, ends, t) for t in ts]}}
 
 
 # --- AWS requests, units and cost --------------------------------------------------------------
@@ -296,7 +341,8 @@ def build_report(raw: Mapping[str, Any]) -> dict[str, Any]:
         resources["worker_cpu_s"] = worker["cpu_s"]
         resources["worker_cpu_ms_per_node"] = 1000 * worker["cpu_s"] / denominator if denominator else None
         resources["worker_cpu_cores_busy"] = worker["cpu_s"] / window
-    for key in ("peak_rss_bytes", "peak_process_rss_bytes", "processes", "cpu_s_lifetime", "exit_code"):
+    for key in ("peak_rss_bytes", "peak_process_rss_bytes", "peak_rss_by_role", "processes", "cpu_s_lifetime",
+                "exit_code"):
         if worker.get(key) is not None:
             resources[f"worker_{key}"] = worker[key]
     servers = (raw.get("servers") or {}).get("cpu_s") or {}
@@ -314,6 +360,7 @@ def build_report(raw: Mapping[str, Any]) -> dict[str, Any]:
         "options": raw.get("options"), "warmup": raw.get("warmup"),
         "throughput": throughput, "latency_ms": latency, "aws": aws, "dynamodb_units": units,
         "cost": costs, "resources": resources, "harness": harness, "worker_counters": counters,
+        "in_flight": in_flight(node_intervals(completed)),
         "timeline": {"nodes": timeline(node_ends, start, end),
                      "runs": timeline([r["finished"] for r in completed if r.get("finished")], start, end)},
         "profile": raw.get("profile"),
@@ -344,6 +391,17 @@ def _table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
 
 def _mib(n: Any) -> str:
     return "n/a" if n is None else f"{n / 1024 / 1024:,.1f} MiB"
+
+
+def _in_flight_markdown(f: Mapping[str, Any] | None) -> list[str]:
+    if not f or not f.get("n"):
+        return []
+    series = f["series"]
+    pairs = ", ".join(f"{t:g}s {n}" for t, n in zip(series["t"], series["nodes"], strict=True))
+    return ["", "## Nodes in flight (from the nodes' own start and end times)", "",
+            *_table(["mean, steady window", "mean, first start to last end", "peak"],
+                    [[_f(f["mean_steady"], 1), _f(f["mean_span"], 1), _f(f["peak"])]]),
+            "", f"Over time (seconds from the first node start): {pairs}."]
 
 
 def to_markdown(report: Mapping[str, Any]) -> str:
@@ -377,6 +435,7 @@ def to_markdown(report: Mapping[str, Any]) -> str:
                     ", ".join(f"{k} {v}" for k, v in t["statuses"].items() if k != "completed") or "-",
                     _f(t["window_s"]), _f(t["runs_per_s"]), _f(t["node_executions_per_s"], 1),
                     _f(t["steady_node_executions_per_s"], 1)]])
+    out += _in_flight_markdown(report.get("in_flight"))
     out += ["", "## Latency (ms)", ""]
     names = {"hop": "hop: node done -> successor started", "run": "run end to end: start_run -> final status written",
              "queue_wait": "start_run -> first node started", "start_call": "start_run call (client)"}
@@ -442,6 +501,8 @@ def to_markdown(report: Mapping[str, Any]) -> str:
             ["worker cores busy (CPU s / window s)", _f(r.get("worker_cpu_cores_busy"))],
             ["worker peak RSS, all processes", _mib(r.get("worker_peak_rss_bytes"))],
             ["worker peak RSS, largest process", _mib(r.get("worker_peak_process_rss_bytes"))],
+            *[[f"worker peak RSS per {role} process", ", ".join(_mib(b) for b in peaks)]
+              for role, peaks in (r.get("worker_peak_rss_by_role") or {}).items()],
             ["worker processes", _f(r.get("worker_processes"))],
             ["worker CPU seconds, whole life (boot + warm-up + shutdown)", _f(r.get("worker_cpu_s_lifetime"))]]
     rows += [[f"server CPU seconds: {name}", _f(v)] for name, v in (r.get("server_cpu_s") or {}).items()]

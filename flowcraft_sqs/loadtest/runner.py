@@ -44,6 +44,8 @@ from typing import Any, Final
 import orjson
 
 from . import meter as meter_mod
+from .procroles import PROC_DIR_ENV, peak_rss_by_role
+from .procroles import read as read_proc_roles
 from .progress import Progress
 from .workloads import Workload, blueprint, node_times
 
@@ -85,6 +87,7 @@ class LoadOptions:
     run_timeout_s: float = 300.0
     poll_s: float = 0.05
     starters: int = 4
+    backlog: bool = False  # write every run first, then drain them (no closed or open loop)
 
     def validate(self) -> LoadOptions:
         if self.loop not in ("closed", "open"):
@@ -95,6 +98,8 @@ class LoadOptions:
             raise LoadTestError("give --runs, --duration, or both")
         if self.concurrency < 1 or self.starters < 1:
             raise LoadTestError("--concurrency and --starters must be at least 1")
+        if self.backlog and self.runs is None:
+            raise LoadTestError("a backlog drain needs --runs (the backlog's size)")
         return self
 
 
@@ -120,6 +125,35 @@ class SelfContained:
     worker_args: Sequence[str] = ()
     log_level: str = "WARNING"
     keep_logs: str | None = None  # folder for the worker's log
+    node_concurrency: int | None = None  # flowcraft-worker --concurrency (None: its default)
+    threads: int | None = None  # flowcraft-worker --threads (None: its default)
+
+
+def worker_flags() -> set[str]:
+    """The options this installation's `flowcraft-worker` accepts (read from its click command,
+    so a harness newer than the worker passes only what the worker knows)."""
+    from .. import cli
+
+    return {opt for param in cli.worker.params for opt in getattr(param, "opts", ())}
+
+
+def node_limit_args(sc: SelfContained, known: set[str] | None = None) -> tuple[list[str], list[str]]:
+    """(worker arguments, notes) for --concurrency/--threads; a flag the worker lacks is
+    left out and said so in the notes."""
+    wanted = {"--concurrency": sc.node_concurrency, "--threads": sc.threads}
+    if all(v is None for v in wanted.values()):
+        return [], []
+    known = worker_flags() if known is None else known
+    args: list[str] = []
+    notes: list[str] = []
+    for flag, value in wanted.items():
+        if value is None:
+            continue
+        if flag in known:
+            args += [flag, str(value)]
+        else:
+            notes.append(f"flowcraft-worker has no {flag} option in this version: {flag} {value} not passed")
+    return args, notes
 
 
 # --- small helpers --------------------------------------------------------------------------
@@ -235,6 +269,7 @@ class ProcessSampler:
         self.cpu: dict[str, dict[int, float]] = {g: {} for g in groups}
         self.peak_total_rss: dict[str, int] = dict.fromkeys(groups, 0)
         self.peak_process_rss: dict[str, int] = dict.fromkeys(groups, 0)
+        self.peak_rss_by_pid: dict[int, int] = {}
         self.processes: dict[str, set[int]] = {g: set() for g in groups}
         self.series: list[tuple[float, dict[str, float], dict[str, int]]] = []
         self._procs: dict[int, Any] = {}
@@ -287,6 +322,7 @@ class ProcessSampler:
                     self.cpu[group][p.pid] = max(self.cpu[group].get(p.pid, 0.0), t.user + t.system)
                     self.processes[group].add(p.pid)
                     self.peak_process_rss[group] = max(self.peak_process_rss[group], rss)
+                    self.peak_rss_by_pid[p.pid] = max(self.peak_rss_by_pid.get(p.pid, 0), rss)
                     total_rss += rss
                 self.peak_total_rss[group] = max(self.peak_total_rss[group], total_rss)
                 cpu_now[group] = sum(self.cpu[group].values())
@@ -453,6 +489,63 @@ def drive(start: Callable[[], str], poller: StatusPoller, opts: LoadOptions, *, 
     return PhaseResult(done, t0, _now(), errors, peak, lags)
 
 
+def seed_backlog(start: Callable[[], str], runs: int, starters: int) -> PhaseResult:
+    """Start `runs` runs as fast as `starters` threads can: the backlog a drain measures."""
+    t0 = _now()
+
+    def one(_: int) -> RunRecord | str:
+        t = _now()
+        try:
+            run_id = start()
+        except Exception as exc:  # counted and reported, like a failed start in a loop
+            return f"{type(exc).__name__}: {exc}"
+        return RunRecord(run_id, t, _now() - t)
+
+    with ThreadPoolExecutor(starters, thread_name_prefix="lt-seed") as pool:
+        results = list(pool.map(one, range(runs)))
+    records = [r for r in results if isinstance(r, RunRecord)]
+    errors = [r for r in results if isinstance(r, str)]
+    if len(errors) >= MAX_START_ERRORS and not records:
+        raise LoadTestError(f"starting runs fails: {errors[0]}")
+    return PhaseResult(records, t0, _now(), errors, len(records))
+
+
+def follow_backlog(seeded: PhaseResult, poller: StatusPoller, opts: LoadOptions,
+                   progress: Progress | None = None) -> PhaseResult:
+    """Poll the seeded runs until each is final or past --run-timeout (counted from when
+    the drain began, since a backlog's last run waits behind all the others)."""
+    in_flight = {r.run_id: r for r in seeded.records}
+    done: list[RunRecord] = []
+    deadline = _now() + opts.run_timeout_s
+    poll_errors = 0
+    while in_flight:
+        try:
+            finals = poller.poll(list(in_flight))
+            poll_errors = 0
+        except Exception as exc:  # throttling, a dropped connection: poll again later
+            poll_errors += 1
+            if poll_errors >= MAX_POLL_ERRORS:
+                raise LoadTestError(f"polling run statuses keeps failing: {exc}") from exc
+            finals = {}
+        seen = _now()
+        for run_id, (status, updated, reason) in finals.items():
+            rec = in_flight.pop(run_id)
+            rec.status, rec.finished, rec.reason, rec.observed = status, updated, reason, seen
+            done.append(rec)
+        if seen > deadline:
+            for rec in in_flight.values():
+                rec.status, rec.reason = "timeout", f"not final {opts.run_timeout_s:g} s into the drain"
+                done.append(rec)
+            break
+        if progress is not None:
+            progress.update(len(done), in_flight=len(in_flight))
+        if in_flight:
+            time.sleep(max(opts.poll_s, 0.01 * (len(in_flight) // STATUS_BATCH)))
+    if progress is not None:
+        progress.close()
+    return PhaseResult(done, seeded.started_at, _now(), seeded.start_errors, seeded.max_in_flight)
+
+
 # --- targets -------------------------------------------------------------------------------
 
 
@@ -526,7 +619,7 @@ def launch_worker(infra: Any, blueprint_ids: str, env: Mapping[str, str], work_d
             "--metrics-port", str(port), "--metrics-host", "127.0.0.1",
             "--metrics-interval", "3600", "--log-level", log_level, *worker_args]
     env = {**env, "FLOWCRAFT_LOADTEST_BLUEPRINTS": blueprint_ids,
-           meter_mod.METER_DIR_ENV: str(work_dir / "meter")}
+           meter_mod.METER_DIR_ENV: str(work_dir / "meter"), PROC_DIR_ENV: str(work_dir / "procs")}
     return start_worker(args, env, f"http://127.0.0.1:{port}/metrics", work_dir)
 
 
@@ -562,6 +655,23 @@ def needs_netns(backend: str) -> bool:
     from ..local import BACKENDS as SERVERS
 
     return any(SERVERS[name].binds_all_interfaces for name in set(pair))
+
+
+@dataclass
+class Harness:
+    """The load generator's clients: start runs, poll statuses, read contexts; counted apart."""
+
+    blueprint_id: str
+    client: Any  # FlowcraftClient
+    poller: StatusPoller
+    reader: Any  # a DynamoDB client for the final contexts
+    start_counter: Any
+    poll_counter: Any
+    start_meter: Any
+    poll_meter: Any
+
+    def start(self) -> str:
+        return str(self.client.start_run(self.blueprint_id))
 
 
 # --- the load test ---------------------------------------------------------------------------
@@ -604,11 +714,9 @@ class LoadTest:
 
     # -- fleet (also used by self-contained once the worker runs) --
 
-    def _run_fleet(self, fleet: FleetTarget, worker: Worker | None,
-                   sampler: ProcessSampler | None) -> dict[str, Any]:
+    def _harness(self, fleet: FleetTarget) -> Harness:
         from ..aws import RequestCounter, make_clients
         from ..client import FlowcraftClient
-        from ..stores.dynamodb import DynamoRunStore
 
         start_counter, poll_counter = RequestCounter(), RequestCounter()
         start_meter, poll_meter = meter_mod.AwsMeter(), meter_mod.AwsMeter()
@@ -623,15 +731,32 @@ class LoadTest:
         bp = blueprint(self.workload)
         client = FlowcraftClient(starters.sqs, starters.dynamodb, fleet.queue_url, fleet.context_table,
                                  fleet.status_table, blueprints={bp["id"]: bp})
-        poller = StatusPoller(pollers.dynamodb, fleet.status_table)
+        return Harness(bp["id"], client, StatusPoller(pollers.dynamodb, fleet.status_table), pollers.dynamodb,
+                       start_counter, poll_counter, start_meter, poll_meter)
 
-        def start() -> str:
-            return client.start_run(bp["id"])
+    def _seed(self, harness: Harness) -> tuple[PhaseResult, dict[str, Any]]:
+        """The backlog, and the harness's start-request counts from before it was written."""
+        before = {"start_requests": harness.start_counter.snapshot(),
+                  "start_meter": harness.start_meter.snapshot()}
+        assert self.options.runs is not None  # validate() requires --runs for a backlog
+        seeded = seed_backlog(harness.start, self.options.runs, self.options.starters)
+        return seeded, before
 
+    def _run_fleet(self, fleet: FleetTarget, worker: Worker | None, sampler: ProcessSampler | None,
+                   harness: Harness | None = None,
+                   backlog: tuple[PhaseResult, dict[str, Any]] | None = None) -> dict[str, Any]:
+        from ..stores.dynamodb import DynamoRunStore
+
+        h = harness or self._harness(fleet)
+        start_counter, poll_counter, start_meter, poll_meter = (h.start_counter, h.poll_counter,
+                                                                h.start_meter, h.poll_meter)
+        poller, start, bp = h.poller, h.start, {"id": h.blueprint_id}
         opts = self.options
         show = self.progress
         warm = None
-        if opts.warmup_runs or opts.warmup_s:
+        if opts.backlog and backlog is None:  # a running fleet drains it while it is written
+            backlog = self._seed(h)
+        if backlog is None and (opts.warmup_runs or opts.warmup_s):
             warm = drive(start, poller, opts, runs=opts.warmup_runs or None, duration_s=opts.warmup_s or None,
                          progress=Progress("warm-up", opts.warmup_runs or None, enabled=show))
             bad = [r for r in warm.records if r.status != "completed"]
@@ -644,14 +769,19 @@ class LoadTest:
         before = self._snapshot(fleet, sampler, start_counter, poll_counter, start_meter, poll_meter)
         spy = self._start_profile(worker)
         try:
-            phase = drive(start, poller, opts, runs=opts.runs, duration_s=opts.duration_s,
-                          progress=Progress(f"{bp['id']}", opts.runs, enabled=show))
+            if backlog is not None:
+                before.update(backlog[1])
+                phase = follow_backlog(backlog[0], poller, opts,
+                                       progress=Progress(f"{bp['id']} (backlog)", opts.runs, enabled=show))
+            else:
+                phase = drive(start, poller, opts, runs=opts.runs, duration_s=opts.duration_s,
+                              progress=Progress(f"{bp['id']}", opts.runs, enabled=show))
         finally:
             profile = self._stop_profile(spy)
         time.sleep(SETTLE_S)
         after = self._snapshot(fleet, sampler, start_counter, poll_counter, start_meter, poll_meter)
         completed = [r.run_id for r in phase.records if r.status == "completed"]
-        states = DynamoRunStore(pollers.dynamodb, fleet.context_table).load_runs(completed) if completed else {}
+        states = DynamoRunStore(h.reader, fleet.context_table).load_runs(completed) if completed else {}
         runs = []
         for rec in phase.records:
             row = asdict(rec)
@@ -669,7 +799,7 @@ class LoadTest:
             "phase": {"started_at": phase.started_at, "ended_at": phase.ended_at,
                       "max_in_flight": phase.max_in_flight, "start_errors": phase.start_errors[:5],
                       "start_error_count": len(phase.start_errors),
-                      "open_loop_start_lag_s": phase.start_lag_s},
+                      "open_loop_start_lag_s": phase.start_lag_s, "backlog": backlog is not None},
             "warmup": {"runs": len(warm.records) if warm else 0,
                        "seconds": (warm.ended_at - warm.started_at) if warm else 0.0},
             "worker": worker_part,
@@ -776,9 +906,17 @@ class LoadTest:
                 coordination_table=f"{prefix}-coordination")
             stack.callback(_quietly, delete_infrastructure, clients.sqs, clients.dynamodb, infra)
             work_dir = Path(tempfile.mkdtemp(prefix="flowcraft-loadtest-"))
+            fleet = FleetTarget(infra.queue_url, infra.context_table, infra.status_table, aws.region,
+                                aws.sqs_endpoint, aws.dynamodb_endpoint, [], str(work_dir / "meter"))
+            harness = self._harness(fleet)
+            # A backlog is written before the worker starts, so the drain is measured whole.
+            backlog = self._seed(harness) if self.options.backlog else None
+            limits, notes = node_limit_args(sc)
+            self.notes.extend(notes)
             worker = launch_worker(infra, self.workload.id, env, work_dir, procs=sc.procs,
-                                   receivers=sc.receivers, worker_args=sc.worker_args, log_level=sc.log_level)
-            meter_dir, metrics_url = work_dir / "meter", worker.metrics_url
+                                   receivers=sc.receivers, worker_args=[*limits, *sc.worker_args],
+                                   log_level=sc.log_level)
+            metrics_url = worker.metrics_url
             stack.callback(self._finish_worker, worker, sc, work_dir)
             wait_worker_ready(worker, sc.receivers, backend_memory=False)
             groups = {"worker": worker.process.pid}
@@ -787,15 +925,16 @@ class LoadTest:
                     groups[server.name] = server.pid
             sampler = ProcessSampler(groups).start()
             stack.callback(sampler.stop)
-            fleet = FleetTarget(infra.queue_url, infra.context_table, infra.status_table, aws.region,
-                                aws.sqs_endpoint, aws.dynamodb_endpoint, [metrics_url], str(meter_dir))
-            raw = self._run_fleet(fleet, worker, sampler)
+            fleet.metrics_urls = [metrics_url]
+            raw = self._run_fleet(fleet, worker, sampler, harness, backlog)
             raw["target"] = {"mode": "self-contained", "backend": sc.backend, "sqs_server": pair[0],
                              "dynamodb_server": pair[1], "procs": sc.procs, "receivers": sc.receivers,
-                             "worker_command": _redact(worker.argv), "worker_args": list(sc.worker_args)}
+                             "worker_command": _redact(worker.argv), "worker_args": [*limits, *sc.worker_args]}
             worker.stop()
             raw["worker"] = raw["worker"] or {}
             raw["worker"].update(self._lifetime(worker, sampler))
+            raw["worker"]["peak_rss_by_role"] = peak_rss_by_role(sampler.peak_rss_by_pid,
+                                                                 read_proc_roles(work_dir / "procs"))
             return raw
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -831,12 +970,15 @@ class LoadTest:
         report_path = work_dir / "memory-report.json"
         reports = [report_path] + [Path(f"{report_path}.{i}") for i in range(1, sc.receivers)]
         port = free_port()
+        limits, notes = node_limit_args(sc)
+        self.notes.extend(notes)
         args = ["--app", APP_SPEC, "--backend", "memory", "--memory-seed", MEMSEED_SPEC,
                 "--procs", str(sc.procs), "--receivers", str(sc.receivers),
                 "--metrics-port", str(port), "--metrics-host", "127.0.0.1",
-                "--metrics-interval", "3600", "--log-level", sc.log_level, *sc.worker_args]
+                "--metrics-interval", "3600", "--log-level", sc.log_level, *limits, *sc.worker_args]
         env = {**os.environ, "FLOWCRAFT_LOADTEST_BLUEPRINTS": self.workload.id,
-               RUNS_ENV: str(runs), BLUEPRINT_ENV: self.workload.id, REPORT_ENV: str(report_path)}
+               RUNS_ENV: str(runs), BLUEPRINT_ENV: self.workload.id, REPORT_ENV: str(report_path),
+               PROC_DIR_ENV: str(work_dir / "procs")}
         env.pop(meter_mod.METER_DIR_ENV, None)
         metrics_url = f"http://127.0.0.1:{port}/metrics"
         total_nodes = runs * sc.receivers * self.workload.nodes
@@ -874,6 +1016,7 @@ class LoadTest:
             metrics = scrape([metrics_url]) or metrics
             cpu_end = sampler.cpu_seconds().get("worker", 0.0)
             datas = [orjson.loads(p.read_bytes()) for p in reports]
+            roles = read_proc_roles(work_dir / "procs")
         finally:
             if spy is not None:
                 self._stop_profile(spy)
@@ -895,7 +1038,7 @@ class LoadTest:
         return {
             "target": {"mode": "self-contained", "backend": "memory", "procs": sc.procs,
                        "receivers": sc.receivers, "worker_command": _redact(worker.argv),
-                       "worker_args": list(sc.worker_args)},
+                       "worker_args": [*limits, *sc.worker_args]},
             "runs": runs_out,
             "phase": {"started_at": started, "ended_at": ended, "backlog": True},
             "warmup": {"runs": 0, "seconds": 0.0},
@@ -904,6 +1047,7 @@ class LoadTest:
                        "peak_rss_bytes": sampler.peak_total_rss.get("worker"),
                        "peak_process_rss_bytes": sampler.peak_process_rss.get("worker"),
                        "processes": len(sampler.processes.get("worker", ())),
+                       "peak_rss_by_role": peak_rss_by_role(sampler.peak_rss_by_pid, roles),
                        **self._lifetime(worker, sampler),
                        "store_writes": sum(d.get("store_writes") or 0 for d in datas)},
             "client": {"cpu_s": _self_cpu() - cpu_before},

@@ -5,12 +5,17 @@ and the load generator agree on it without sharing anything but the id:
 
     lt-[<node>-]<shape>
 
-    <node>   noop (default) | cpu-<X>ms (busy loop) | long-<X>ms (sleep) | payload-<S>kb
+    <node>   noop (default) | cpu-<X>ms (busy loop) | long-<X>ms (blocking sleep, a sync
+             node on a requests-style client) | await-<X>ms (async node: asyncio.sleep) |
+             payload-<S>kb
     <shape>  chain-<L> | diamond-<W> (W parallel branches, then an `all` join) |
              fanout-<W> (one node, then W leaves) | single (one node: the task-queue case)
 
     lt-chain-10  lt-diamond-8  lt-fanout-16  lt-single  lt-cpu-20ms-chain-5
-    lt-long-2000ms-single  lt-payload-16kb-chain-3
+    lt-long-2000ms-single  lt-await-1000ms-single  lt-payload-16kb-chain-3
+
+The I/O-bound workloads `async-wait` and `sync-wait` (io_workload) are one-node runs of an
+await or long node: the task-queue case, where throughput comes from many nodes in flight.
 
 Every node returns `{"s": start, "e": end}` (wall-clock epoch seconds, `time.time()`), plus
 `"p"` (the payload) for payload nodes. The outputs land in the run's context as
@@ -22,6 +27,7 @@ only as good as their clock sync (chrony on EC2: well under 1 ms).
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -29,17 +35,19 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 PREFIX: Final = "lt"
-NODE_KINDS: Final = ("noop", "cpu", "long", "payload")
+NODE_KINDS: Final = ("noop", "cpu", "long", "await", "payload")
 SHAPES: Final = ("chain", "diamond", "fanout", "single")
 #: Upper bounds that keep a workload inside what DynamoDB and SQS accept (400 KB items).
 MAX_NODES: Final = 1000
 MAX_PAYLOAD_KB: Final = 350
 
 _ID = re.compile(
-    r"^lt-(?:(?P<kind>cpu|long|payload)-(?P<amount>\d+)(?P<unit>ms|kb)-)?"
+    r"^lt-(?:(?P<kind>cpu|long|await|payload)-(?P<amount>\d+)(?P<unit>ms|kb)-)?"
     r"(?P<shape>chain|diamond|fanout|single)(?:-(?P<size>\d+))?$"
 )
-_UNITS: Final = {"cpu": "ms", "long": "ms", "payload": "kb"}
+_UNITS: Final = {"cpu": "ms", "long": "ms", "await": "ms", "payload": "kb"}
+#: I/O-bound workload name -> the node kind of its one-node runs.
+IO_WORKLOADS: Final = {"async-wait": "await", "sync-wait": "long"}
 
 
 @dataclass(frozen=True)
@@ -91,6 +99,7 @@ class Workload:
 
     def describe(self) -> str:
         node = {"noop": "no-op", "cpu": f"{self.amount} ms CPU-bound", "long": f"{self.amount} ms sleeping",
+                "await": f"async, {self.amount} ms awaiting",
                 "payload": f"no-op with a {self.amount} KB output"}[self.kind]
         shape = {"chain": f"chain of {self.size}", "diamond": f"diamond of width {self.size} ('all' join)",
                  "fanout": f"fan-out to {self.size}", "single": "single node"}[self.shape]
@@ -103,7 +112,7 @@ def parse_workload(blueprint_id: str) -> Workload:
     if m is None:
         raise ValueError(
             f"{blueprint_id!r} is not a load-test blueprint id: expected "
-            "lt-[cpu-<X>ms-|long-<X>ms-|payload-<S>kb-]<chain-<L>|diamond-<W>|fanout-<W>|single>")
+            "lt-[cpu-<X>ms-|long-<X>ms-|await-<X>ms-|payload-<S>kb-]<chain-<L>|diamond-<W>|fanout-<W>|single>")
     kind = m["kind"] or "noop"
     if m["unit"] and m["unit"] != _UNITS[kind]:
         raise ValueError(f"{blueprint_id!r}: {kind} takes {_UNITS[kind]}, not {m['unit']}")
@@ -123,8 +132,15 @@ def workload_from_options(shape: str, *, length: int = 10, width: int = 8, node:
                           cpu_ms: int = 0, long_ms: int = 0, payload_kb: int = 0) -> Workload:
     """The CLI's options (--workload chain --length 10 ...) as a Workload."""
     size = {"chain": length, "diamond": width, "fanout": width, "single": 1}[shape]
-    amount = {"noop": 0, "cpu": cpu_ms, "long": long_ms, "payload": payload_kb}[node]
+    amount = {"noop": 0, "cpu": cpu_ms, "long": long_ms, "await": long_ms, "payload": payload_kb}[node]
     return Workload(shape=shape, size=size, kind=node, amount=amount)
+
+
+def io_workload(name: str, node_ms: int) -> Workload:
+    """`async-wait` / `sync-wait`: one-node runs whose node awaits / blocks `node_ms`."""
+    if name not in IO_WORKLOADS:
+        raise ValueError(f"unknown I/O workload {name!r}; choose one of {', '.join(IO_WORKLOADS)}")
+    return Workload(shape="single", kind=IO_WORKLOADS[name], amount=node_ms)
 
 
 # --- blueprints ---------------------------------------------------------------------------
@@ -154,7 +170,7 @@ def edge_pairs(w: Workload) -> list[tuple[str, str]]:
 
 def blueprint(w: Workload) -> dict[str, Any]:
     """The blueprint (plain dict, the TS JSON format) of a workload."""
-    params: dict[str, Any] = {"ms": w.amount} if w.kind in ("cpu", "long") else (
+    params: dict[str, Any] = {"ms": w.amount} if w.kind in ("cpu", "long", "await") else (
         {"kb": w.amount} if w.kind == "payload" else {})
     uses = f"lt-{w.kind}"
     nodes = []
@@ -175,7 +191,7 @@ CATALOGUE: Final = (
     "lt-fanout-8", "lt-fanout-16", "lt-fanout-50",
     "lt-cpu-5ms-chain-5", "lt-cpu-10ms-chain-5", "lt-cpu-20ms-chain-5", "lt-cpu-50ms-chain-5",
     "lt-cpu-20ms-single", "lt-cpu-20ms-diamond-8",
-    "lt-long-1000ms-single", "lt-long-2000ms-single", "lt-long-10000ms-single", "lt-long-1000ms-chain-3",
+    "lt-long-1000ms-single", "lt-await-1000ms-single", "lt-long-2000ms-single", "lt-long-10000ms-single", "lt-long-1000ms-chain-3",
     "lt-payload-1kb-chain-5", "lt-payload-16kb-chain-5", "lt-payload-64kb-chain-3",
     "lt-payload-100kb-single",
 )
@@ -218,6 +234,14 @@ def long(ctx: Any) -> dict[str, Any]:
     return {"output": {"s": start, "e": time.time()}}
 
 
+async def await_(ctx: Any) -> dict[str, Any]:
+    """Await `params.ms` (asyncio.sleep): an async node waiting on an API. It holds no
+    thread, so one process can keep many of them in flight."""
+    start = time.time()
+    await asyncio.sleep(float(ctx.params.get("ms", 0)) / 1000.0)
+    return {"output": {"s": start, "e": time.time()}}
+
+
 _PAYLOADS: dict[int, str] = {}
 
 
@@ -231,7 +255,8 @@ def payload(ctx: Any) -> dict[str, Any]:
     return {"output": {"s": start, "e": time.time(), "p": data}}
 
 
-REGISTRY: Final = {"lt-noop": noop, "lt-cpu": cpu, "lt-long": long, "lt-payload": payload}
+REGISTRY: Final = {"lt-noop": noop, "lt-cpu": cpu, "lt-long": long, "lt-await": await_,
+                   "lt-payload": payload}
 
 
 # --- reading timings back ---------------------------------------------------------------
