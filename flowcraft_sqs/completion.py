@@ -16,7 +16,7 @@ from . import builtins
 from .blueprint import Blueprint, Node
 from .jsvalues import defined_or_none
 from .node_context import NodeContext, RunContextView
-from .nodes import execute_node
+from .nodes import Offload, execute_node
 from .protocol import NodeCompletion, resolve_node_input
 
 
@@ -71,6 +71,7 @@ async def run_node(
     signal: Any = None,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     logger: Any = None,
+    offload: Offload | None = None,
 ) -> NodeCompletion:
     """Execute one node (and its fallback, inline) against a snapshot; plain data out.
 
@@ -79,7 +80,8 @@ async def run_node(
     """
     node = bp.node_by_id[node_id]
     if node.uses == builtins.BATCH_SCATTER and node.uses not in registry:
-        return await run_batch_chunk(bp, node, snapshot, run_id, registry, dependencies, middleware, signal, sleep, logger)
+        return await run_batch_chunk(bp, node, snapshot, run_id, registry, dependencies, middleware, signal,
+                                     sleep, logger, offload)
     ctx = node_context_for(bp, node, snapshot, run_id, dependencies, signal)
     fallback = bp.node_by_id.get(node.fallback) if node.fallback else None
 
@@ -96,6 +98,7 @@ async def run_node(
         make_fallback_context=fallback_context if fallback else None,
         sleep=sleep,
         logger=logger,
+        offload=offload,
     )
     return completion_from_outcome(node_id, outcome)
 
@@ -111,6 +114,7 @@ async def run_batch_chunk(
     signal: Any = None,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     logger: Any = None,
+    offload: Offload | None = None,
 ) -> NodeCompletion:
     """One chunk of a batch: the worker implementation once per item, results in item order.
 
@@ -130,7 +134,7 @@ async def run_batch_chunk(
             signal=signal, node_id=item_id, run_id=run_id, blueprint_id=bp.id,
         )
         outcome = await execute_node(node=definition, registry=registry, context=ctx, middleware=middleware,
-                                     sleep=sleep, logger=logger)
+                                     sleep=sleep, logger=logger, offload=offload)
         if outcome.error is not None or outcome.result is None:
             return NodeCompletion(error=str(outcome.error))
         results.append(defined_or_none(outcome.result.output))

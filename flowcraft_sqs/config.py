@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Final
 
 from .errors import ConfigError
+from .slots import DEFAULT_CONCURRENCY, DEFAULT_THREADS, MAX_CONCURRENCY, MAX_THREADS
 
 # --- AWS quotas ---------------------------------------------------------------------------
 
@@ -66,6 +67,8 @@ class Settings:
     app: str = ""
     queue_url: str = ""
     procs: int = field(default_factory=default_procs)
+    concurrency: int = DEFAULT_CONCURRENCY  # nodes in flight per executor (async and sync)
+    threads: int = DEFAULT_THREADS  # sync nodes in flight per executor (its thread pool)
     receivers: int = 1
     context_table: str = "flowcraft-contexts"
     status_table: str = "flowcraft-statuses"
@@ -77,7 +80,7 @@ class Settings:
     receive_batch: int = SQS_MAX_BATCH
     visibility_timeout_s: int = 60
     lease_fraction: float = 0.5
-    prefetch: int | None = None  # work items admitted beyond one per executor; None: procs // 4, at least 4
+    prefetch: int | None = None  # work items queued beyond the executors' slots; None: procs // 4, at least 4
     flush_max_items: int = SQS_MAX_BATCH
     flush_max_age_ms: int = 50
     graceful_timeout_s: float = 30.0
@@ -94,16 +97,31 @@ class Settings:
     memory_seed: str | None = None  # backend=memory: "module:attr" called in each receiver to seed runs
 
     @property
+    def slots(self) -> int:
+        """Nodes the executors can run at once, all together."""
+        return self.procs * self.concurrency
+
+    @property
     def admitted_per_receiver(self) -> int:
         """How many work items one receiver may have queued or running at once."""
-        total = self.procs + self.extra_queued
+        total = self.slots + self.extra_queued
         return max(1, -(-total // self.receivers))
+
+    @property
+    def queued_per_receiver(self) -> int:
+        """How many of a receiver's items may wait in the work queue, not yet taken.
+
+        Executors take only what they have free slots for, so items waiting in the queue
+        mean the executors are full (of sync nodes, say, with few threads): admitting more
+        would only hold SQS messages that another machine could run. A receive batch's
+        worth keeps receives full."""
+        return max(self.receive_batch, -(-self.extra_queued // self.receivers))
 
     @property
     def extra_queued(self) -> int:
         # Every queued item is an SQS message whose visibility clock is already running,
         # and a message held here is one another machine cannot take. A small surplus
-        # over one per executor hides the hand-off latency without hoarding.
+        # over the executors' slots hides the hand-off latency without hoarding.
         return self.prefetch if self.prefetch is not None else max(MIN_DEFAULT_PREFETCH, self.procs // 4)
 
     @property
@@ -134,6 +152,14 @@ def _check_required(s: Settings) -> str | None:
 def _check_counts(s: Settings) -> str | None:
     if s.procs < 1:
         return f"--procs must be at least 1 (got {s.procs}); it is the number of executor processes"
+    if not 1 <= s.concurrency <= MAX_CONCURRENCY:
+        return (f"--concurrency must be between 1 and {MAX_CONCURRENCY} (nodes in flight per "
+                f"executor), got {s.concurrency}")
+    if not 1 <= s.threads <= MAX_THREADS:
+        return f"--threads must be between 1 and {MAX_THREADS} (sync nodes per executor), got {s.threads}"
+    if s.threads > s.concurrency:
+        return (f"--threads {s.threads} is more than --concurrency {s.concurrency}: a sync node "
+                "also takes one of the executor's slots; raise --concurrency or lower --threads")
     if s.receivers < 1:
         return f"--receivers must be at least 1 (got {s.receivers})"
     if s.receivers > s.procs:

@@ -1,21 +1,33 @@
-"""Executor processes: turn work items into node results. No network I/O, ever.
+"""Executor processes: turn work items into node results, many at once. No network I/O.
 
     work queue (shared by all receivers) --get_many--> executor[e] --put_many--> results[origin]
 
-An executor takes up to a few work items at once, runs each node (through
-`nodes.execute_node`, or the fast path below), checks that what the node produced can be
-stored, and sends the results back to the receiver that owns each item (`origin`). It
-touches nothing but its queues, its pulse slot and its metrics row, like the stdlib's
-`_process_worker` and dramatiq's `WorkerThread`.
+An executor keeps up to `--concurrency` nodes in flight (`slots.NodeSlots`): async nodes as
+tasks on its uvloop loop, sync nodes in its pool of `--threads` threads. A *taker* thread
+takes from the work queue only as many items as there are free slots (and, since an item
+may turn out to be a sync node, no more than there are free threads), so no item waits
+behind another inside an executor while a slot is free elsewhere. Each node runs through
+`nodes.execute_node` (or the fast path below); the executor checks that what the node
+produced can be stored, and sends the results back to the receiver that owns each item
+(`origin`). It touches nothing but its queues, its pulse slot, its held table and its
+metrics row, like the stdlib's `_process_worker` and dramatiq's `WorkerThread`.
 
-Pulse slot contract (see pulse.py): the executor pulses at least every PULSE_INTERVAL_S
-while idle; while a node runs it publishes the item, attempt and that attempt's deadline
-instead, and the supervisor enforces the deadline (SIGKILL) when the node's own code
-ignores its timeout. It publishes every item it holds, so a dead executor's items can be
-reported to their receivers.
+Held table contract (see pulse.py): every item is published in the executor's held table
+while the work queue hands it over, each attempt's start and deadline are published, and
+an item leaves the table only after its result is in its receiver's result queue. So the
+supervisor can report a dead executor's items, all of them, and enforce a deadline that a
+node's code ignores (an async node that never awaits, C code holding the GIL).
 
-Wire format (orjson, never pickle):
-  work item  {"id", "origin", "run", "bp", "node", "ctx", "attempt"}
+Timeouts, per node: an async attempt past its `timeout` is cancelled; a sync attempt is
+abandoned (its thread cannot be stopped) and fails at once, retried or replaced by its
+fallback as its config says. An executor with an abandoned thread stops taking work, lets
+its other nodes finish, and exits to be replaced; so do `--max-nodes-per-executor` and
+`--max-memory-per-executor` (drain, then replace). SIGTERM and the STOP sentinel: take
+nothing more, finish what is in flight, exit.
+
+Wire format (never pickle):
+  work item  16-byte header (item id, origin: two little-endian int64, read under the work
+             queue's lock without parsing JSON) + orjson {"run", "bp", "node", "ctx", "attempt"}
   result     {"id", "out"?, "act"?, "err"?, "sets"?, "dels"?, "fb"?, "catch"?, "n"}
   synthetic  {"id", "lost": "timeout" | "died" | "unstarted", "attempt", "timeout_ms"}
              (written by the supervisor for items of an executor that is gone)
@@ -24,17 +36,18 @@ Wire format (orjson, never pickle):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import faulthandler
 import inspect
 import logging
 import os
 import signal
+import struct
 import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -49,19 +62,25 @@ from .errors import EXIT_APP_LOAD, EXIT_BOOT, EXIT_FAILURE, EXIT_OK, ValueNotSto
 from .jsvalues import UNDEFINED
 from .node_context import NodeContext
 from .nodes import (
+    Offload,
     execute_node,
     node_failure,  # the one rule for turning an exception into a reason
     normalize_result,
 )
 from .protocol import NodeCompletion
+from .slots import NodeSlots
 from .values import check_storable
 
 log = logging.getLogger("flowcraft_sqs.executor")
 
-#: The sentinel that tells one executor to exit; not JSON, so never mistaken for work.
+#: The sentinel that tells one executor to exit; shorter than a work header, so never work.
 STOP: Final = b"STOP"
+#: A work item's binary header: item id and origin (receiver index).
+WORK_HEADER: Final = struct.Struct("<qq")
 #: Results are held back at most this long (s) to go out several per put.
 RESULT_FLUSH_S: Final = 0.002
+#: The taker waits for work at most this long (s) at a time, so a stop is seen promptly.
+TAKE_WAIT_S: Final = 0.25
 #: RSS is checked at most this often (s): psutil costs ~10 us a call.
 MEMORY_CHECK_INTERVAL_S: Final = 1.0
 #: prctl(2): deliver a signal to this process when its parent dies.
@@ -87,8 +106,14 @@ def dumps(value: Any) -> bytes:
 
 def encode_work(item_id: int, origin: int, run_id: str, bp_id: str, node_id: str,
                 context: Mapping[str, Any], attempt: int = 1) -> bytes:
-    return dumps({"id": item_id, "origin": origin, "run": run_id, "bp": bp_id, "node": node_id,
-                  "ctx": context, "attempt": attempt})
+    return WORK_HEADER.pack(item_id, origin) + dumps(
+        {"run": run_id, "bp": bp_id, "node": node_id, "ctx": context, "attempt": attempt})
+
+
+def work_header(raw: bytes) -> tuple[int, int]:
+    """(item id, origin) of a work item, without parsing its body."""
+    item_id, origin = WORK_HEADER.unpack_from(raw)
+    return item_id, origin
 
 
 def encode_completion(item_id: int, c: NodeCompletion, attempts: int) -> bytes:
@@ -145,7 +170,7 @@ def unstorable_reason(node_id: str, c: NodeCompletion) -> str | None:
 
 class _TrackedContext(NodeContext):
     """A NodeContext that reports each attempt's start: `execute_node` sets `ctx.attempt`
-    before every attempt, so the pulse slot gets the attempt's own deadline."""
+    before every attempt, so the held table gets the attempt's own deadline."""
 
     def __setattr__(self, name: str, value: Any) -> None:
         report = self.__dict__.get("_report")
@@ -164,28 +189,6 @@ def _tracked(ctx: NodeContext, report: Callable[[int], None], offset: int) -> No
     return tracked
 
 
-class _CountingPool(ThreadPoolExecutor):
-    """The loop's default executor, counting calls still running: a sync node that timed
-    out keeps its thread busy forever, and such an executor must be replaced."""
-
-    def __init__(self) -> None:
-        super().__init__(thread_name_prefix="node")
-        self.running = 0
-        self._lock = threading.Lock()
-
-    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
-        def counted() -> Any:
-            with self._lock:
-                self.running += 1
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                with self._lock:
-                    self.running -= 1
-
-        return super().submit(counted)
-
-
 @dataclass(frozen=True)
 class WorkItem:
     id: int
@@ -195,19 +198,26 @@ class WorkItem:
     node_id: str
     context: dict[str, Any]
     attempt: int
+    entry: int = -1  # its entry in this executor's held table (not on the wire)
 
     @classmethod
-    def decode(cls, raw: bytes) -> WorkItem:
-        d = orjson.loads(raw)
-        return cls(d["id"], d["origin"], d["run"], d["bp"], d["node"], d["ctx"], d.get("attempt", 1))
+    def decode(cls, raw: bytes, entry: int = -1) -> WorkItem:
+        item_id, origin = work_header(raw)
+        d = orjson.loads(memoryview(raw)[WORK_HEADER.size:])
+        return cls(item_id, origin, d["run"], d["bp"], d["node"], d["ctx"], d.get("attempt", 1), entry)
 
 
 class NodeRunner:
-    """Runs one work item's node and returns (completion, attempts). Knows no queues."""
+    """Runs one work item's node and returns (completion, attempts). Knows no queues.
 
-    def __init__(self, app: App, on_attempt: Callable[[WorkItem, int, float | None], None]) -> None:
+    `offload` runs sync node code off the loop (`NodeSlots.offload`); without it, sync
+    code runs inline, as in the in-process runtime."""
+
+    def __init__(self, app: App, on_attempt: Callable[[WorkItem, int, float | None], None],
+                 offload: Offload | None = None) -> None:
         self.app = app
         self.on_attempt = on_attempt
+        self.offload = offload
         self._fast: dict[tuple[str, str], Any] = {}
 
     def fast_impl(self, bp: Blueprint, node: Node) -> Any:
@@ -244,13 +254,13 @@ class NodeRunner:
         self.on_attempt(item, 1, None)
         app = self.app
         return await run_batch_chunk(bp, node, item.context, item.run_id, app.registry,
-                                     app.dependencies, app.middleware, logger=log)
+                                     app.dependencies, app.middleware, logger=log, offload=self.offload)
 
     async def _call_directly(self, item: WorkItem, bp: Blueprint, node: Node, impl: Any) -> NodeCompletion:
         self.on_attempt(item, 1, None)
         ctx = node_context_for(bp, node, item.context, item.run_id, self.app.dependencies)
         try:
-            value = impl(ctx)
+            value = await self.offload(lambda: impl(ctx)) if self.offload is not None else impl(ctx)
             if inspect.isawaitable(value):
                 value = await value
             result = normalize_result(value, node.id)
@@ -282,6 +292,7 @@ class NodeRunner:
             node=definition, registry=self.app.registry, context=ctx, middleware=self.app.middleware,
             fallback_node=dict(fallback.definition) if fallback else None,
             make_fallback_context=fallback_context if fallback else None, logger=log,
+            offload=self.offload,
         )
         return completion_from_outcome(node.id, outcome), outcome.attempts
 
@@ -290,68 +301,160 @@ class NodeRunner:
 
 
 class Executor:
-    """One executor process's loop: take items, run them, return results, pulse."""
+    """One executor process: a taker thread feeding many node tasks on one event loop.
+
+    The loop thread (the main thread) runs the nodes, returns results and pulses; the
+    taker thread only waits for room and takes work. Counts shared by the two are guarded
+    by `self.room` (a Condition)."""
 
     def __init__(self, settings: Settings, index: int, work: Any, results: list[Any],
-                 pulse_board: Any, metrics_board: Any, parent_pid: int) -> None:
+                 pulse_board: Any, held_tables: Any, metrics_board: Any, parent_pid: int) -> None:
         self.settings = settings
         self.index = index
         self.work = work
         self.results = results
         self.pulse = pulse.PulseWriter(pulse_board, index)
+        self.held = pulse.HeldWriter(held_tables, index, settings.concurrency)
         self.metrics = metrics.MetricsRow(metrics_board, index)
         self.parent_pid = parent_pid
-        self.take = max(1, min(pulse.MAX_HELD_ITEMS, settings.admitted_per_receiver * settings.receivers // settings.procs))
-        self.stopping = False
+        self.room = threading.Condition()
+        self.in_flight = 0  # items taken and not yet returned (under self.room)
+        self.unstarted: set[int] = set()  # entries taken whose first attempt has not begun
+        self.stopping = False  # SIGTERM or STOP: take nothing more, finish, exit
+        self.recycle_reason: str | None = None  # drain, then exit to be replaced
+        self.parent_gone = False
         self.executed = 0
-        self.recycle_reason: str | None = None
         self._memory_checked_at = 0.0
         self._pending: dict[int, list[bytes]] = {}
-        self._pending_ids: list[int] = []
-        self._pending_since = 0.0
+        self._pending_entries: list[int] = []
+        self._flush_handle: asyncio.Handle | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def boot(self) -> None:
         self.app = load_app(self.settings.app)
-        self.pool = _CountingPool()
+        self.slots = NodeSlots(self.settings.concurrency, self.settings.threads)
         self.loop = _new_loop()
-        self.loop.set_default_executor(self.pool)
-        self.runner = NodeRunner(self.app, self._attempt_started)
+        self.loop.set_default_executor(self.slots.pool)  # asyncio.to_thread shares the limit
+        self.runner = NodeRunner(self.app, self._attempt_started, self.slots.offload)
+        self.held.clear()
         self.pulse.start(os.getpid())
 
     def run(self) -> int:
-        log.info("executor ready (takes up to %d items at once)", self.take)
-        while not self.stopping and self.recycle_reason is None:
-            raws = self.work.get_many(self.take, timeout=PULSE_INTERVAL_S)
-            self.pulse.beat()
-            if os.getppid() != self.parent_pid:
-                log.warning("supervisor is gone; exiting")
-                return EXIT_OK
-            if raws:
-                self._run_batch(raws)
-        if self.recycle_reason:
+        log.info("executor ready (up to %d nodes at once, %d threads for sync nodes)",
+                 self.settings.concurrency, self.settings.threads)
+        self.changed = asyncio.Event()
+        taker = threading.Thread(target=self._guard(self.take_loop), name="taker", daemon=True)
+        taker.start()
+        try:
+            self.loop.run_until_complete(self._serve())
+        finally:
+            self.slots.shutdown()
+        if self.recycle_reason and not self.parent_gone:
             log.info("recycling: %s", self.recycle_reason)
         return EXIT_OK
 
-    def _run_batch(self, raws: list[bytes]) -> None:
-        items = [WorkItem.decode(raw) for raw in raws if raw != STOP]
+    def _guard(self, loop: Callable[[], None]) -> Callable[[], None]:
+        def guarded() -> None:
+            try:
+                loop()
+            except BaseException:
+                log.critical("executor taker thread crashed; its items will be redelivered", exc_info=True)
+                _exit(EXIT_FAILURE)
+
+        return guarded
+
+    # --- the taker thread ----------------------------------------------------------------
+
+    def take_loop(self) -> None:
+        while not self._closing():
+            room = self._wait_for_room()
+            if room > 0:
+                self._take(room)
+
+    def _closing(self) -> bool:
+        return self.stopping or self.recycle_reason is not None or self.parent_gone
+
+    def _room_now(self) -> int:
+        """Items to take now: free slots, and no more than free threads, since any item
+        taken may be a sync node. Call with `self.room` held."""
+        free_slots = self.settings.concurrency - self.in_flight
+        free_threads = self.slots.free_threads() - len(self.unstarted)
+        return max(0, min(free_slots, free_threads))
+
+    def _wait_for_room(self) -> int:
+        with self.room:
+            room = self._room_now()
+            if room <= 0:
+                self.room.wait(TAKE_WAIT_S)
+                room = self._room_now()
+            return room
+
+    def _take(self, room: int) -> None:
+        self._taken_entries: list[int] = []
+        raws = self.work.get_many(room, timeout=TAKE_WAIT_S, on_take=self._publish_taken)
+        if raws:
+            self._accept(raws, self._taken_entries)
+
+    def _publish_taken(self, raws: list[bytes]) -> None:
+        """Under the work queue's lock: publish each item in the held table, parse nothing
+        (JSON is decoded after the lock is released). STOP gets no entry (-1)."""
+        entries = self._taken_entries
+        for raw in raws:
+            if raw == STOP:
+                entries.append(-1)
+                continue
+            item_id, origin = work_header(raw)
+            entry = self.held.take(item_id, origin)
+            self.unstarted.add(entry)
+            entries.append(entry)
+
+    def _accept(self, raws: list[bytes], entries: list[int]) -> None:
+        items = [WorkItem.decode(raw, entry) for raw, entry in zip(raws, entries, strict=True) if entry >= 0]
         stops = len(raws) - len(items)
         if stops:
             self.stopping = True
             for _ in range(stops - 1):  # one STOP is ours; the others belong to siblings
                 self.work.put(STOP, timeout=1.0)
-        self.pulse.hold([(item.id, item.origin) for item in items])
         if items:
-            self.loop.run_until_complete(self._run_items(items))
-        self.pulse.idle()
+            with self.room:
+                self.in_flight += len(items)
+            self.loop.call_soon_threadsafe(self._start, items)
+        if stops:
+            self.loop.call_soon_threadsafe(self.changed.set)
 
-    async def _run_items(self, items: list[WorkItem]) -> None:
-        for position, item in enumerate(items):
-            started = time.perf_counter()
+    # --- the loop thread -----------------------------------------------------------------
+
+    async def _serve(self) -> None:
+        """Pulse, watch the parent and memory, and return once closing with nothing held."""
+        while True:
+            self.pulse.beat()
+            self.metrics.set("running", self.in_flight)
+            if os.getppid() != self.parent_pid:
+                log.warning("supervisor is gone; exiting")
+                self.parent_gone = True
+                return
+            self._check_memory()
+            if self._closing() and self.in_flight == 0:
+                return
+            self.changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.changed.wait(), PULSE_INTERVAL_S / 2)
+
+    def _start(self, items: list[WorkItem]) -> None:
+        for item in items:
+            task = self.loop.create_task(self._run_one(item))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _run_one(self, item: WorkItem) -> None:
+        started = time.perf_counter()
+        try:
             completion, attempts = await self.runner.run(item)
-            self._after_node(item, completion, attempts, time.perf_counter() - started)
-            last = position == len(items) - 1
-            if last or time.monotonic() - self._pending_since >= RESULT_FLUSH_S:
-                self._flush()
+        except Exception as exc:  # a bug of ours, not the node's: fail the node, keep the others
+            log.exception("running node %s of run %s failed", item.node_id, item.run_id)
+            completion, attempts = NodeCompletion(error=f"Node '{item.node_id}' failed: {exc}"), 1
+        self.unstarted.discard(item.entry)
+        self._after_node(item, completion, attempts, time.perf_counter() - started)
 
     def _after_node(self, item: WorkItem, c: NodeCompletion, attempts: int, elapsed: float) -> None:
         if c.error is None and (reason := unstorable_reason(item.node_id, c)):
@@ -364,40 +467,65 @@ class Executor:
         self.metrics.inc("executed")
         if c.error is not None:
             self.metrics.inc("failed")
-        if not self._pending_ids:
-            self._pending_since = time.monotonic()
         self._pending.setdefault(item.origin, []).append(data)
-        self._pending_ids.append(item.id)
-        self._check_recycle()
+        self._pending_entries.append(item.entry)
+        self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        """Flush at once when nothing else runs; else hold results back RESULT_FLUSH_S so
+        that several go out per put."""
+        if len(self._pending_entries) >= self.in_flight:
+            if self._flush_handle is not None:
+                self._flush_handle.cancel()
+            self._flush_handle = self.loop.call_soon(self._flush)
+        elif self._flush_handle is None:
+            self._flush_handle = self.loop.call_later(RESULT_FLUSH_S, self._flush)
 
     def _flush(self) -> None:
+        self._flush_handle = None
         for origin, batch in self._pending.items():
             sent = 0
             while sent < len(batch):  # a full result queue means its receiver is slow: wait
                 sent += self.results[origin].put_many(batch[sent:], timeout=PULSE_INTERVAL_S)
                 self.pulse.beat()
-        for item_id in self._pending_ids:
-            self.pulse.release(item_id)
-        self._pending.clear()
-        self._pending_ids.clear()
+        entries = self._pending_entries
+        for entry in entries:  # only now: a result in a queue can no longer be lost
+            self.held.release(entry)
+        self._pending = {}
+        self._pending_entries = []
+        self._check_recycle()
+        with self.room:
+            self.in_flight -= len(entries)
+            self.room.notify()
+        self.changed.set()
 
     def _attempt_started(self, item: WorkItem, attempt: int, timeout_ms: float | None) -> None:
-        self.pulse.running(item.id, item.origin, attempt, timeout_ms)
+        self.unstarted.discard(item.entry)
+        self.held.running(item.entry, attempt, timeout_ms)
 
     def _check_recycle(self) -> None:
         s = self.settings
-        if self.pool.running:
-            self.recycle_reason = "a node timed out and its thread cannot be stopped"
+        if self.recycle_reason is not None:
+            return
+        if self.slots.abandoned:
+            self.recycle_reason = ("a sync node ignored its timeout and its thread cannot be "
+                                   "stopped; finishing the other nodes, then exiting to be replaced")
         elif s.max_nodes_per_executor and self.executed >= s.max_nodes_per_executor:
             self.recycle_reason = f"ran {self.executed} nodes (--max-nodes-per-executor)"
-        elif s.max_memory_per_executor_mb and time.monotonic() - self._memory_checked_at >= MEMORY_CHECK_INTERVAL_S:
-            self._memory_checked_at = time.monotonic()
-            rss_mb = _rss_mb()
-            if rss_mb > s.max_memory_per_executor_mb:
-                self.recycle_reason = f"RSS {rss_mb:.0f} MB is above --max-memory-per-executor"
+
+    def _check_memory(self) -> None:
+        s = self.settings
+        if self.recycle_reason is not None or not s.max_memory_per_executor_mb:
+            return
+        if time.monotonic() - self._memory_checked_at < MEMORY_CHECK_INTERVAL_S:
+            return
+        self._memory_checked_at = time.monotonic()
+        rss_mb = _rss_mb()
+        if rss_mb > s.max_memory_per_executor_mb:
+            self.recycle_reason = f"RSS {rss_mb:.0f} MB is above --max-memory-per-executor"
 
     def handle_term(self, signum: int, frame: Any) -> None:
-        """SIGTERM: finish the items held, then exit (records only)."""
+        """SIGTERM: take nothing more, finish the nodes in flight, then exit (records only)."""
         self.stopping = True
 
 
@@ -437,10 +565,10 @@ def child_setup(settings: Settings, role: str, index: int, parent_pid: int) -> N
 
 
 def executor_main(settings: Settings, index: int, work: Any, results: list[Any],
-                  pulse_board: Any, metrics_board: Any, parent_pid: int) -> None:
+                  pulse_board: Any, held_tables: Any, metrics_board: Any, parent_pid: int) -> None:
     """Process target of executor[index]; exits with an EXIT_* code."""
     child_setup(settings, "executor", index, parent_pid)
-    executor = Executor(settings, index, work, results, pulse_board, metrics_board, parent_pid)
+    executor = Executor(settings, index, work, results, pulse_board, held_tables, metrics_board, parent_pid)
     signal.signal(signal.SIGTERM, executor.handle_term)
     try:
         executor.boot()

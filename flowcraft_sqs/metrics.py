@@ -39,6 +39,7 @@ COUNTERS: Final = {
                           "executors killed because a node passed its timeout"),
     "child_restarts": ("flowcraft_child_restarts_total", "counter", "children restarted after exiting"),
     "in_flight": ("flowcraft_in_flight", "gauge", "work items admitted and not yet committed"),
+    "running": ("flowcraft_nodes_running", "gauge", "nodes running in executors right now"),
 }
 #: AWS operations with a column of their own; anything else is counted as "other".
 AWS_OPERATIONS: Final = (

@@ -57,6 +57,8 @@ __all__ = [
 ]
 
 Sleep = Callable[[float], Awaitable[None]]
+#: Runs a synchronous callable off the event loop and awaits its result (a thread pool).
+Offload = Callable[[Callable[[], Any]], Awaitable[Any]]
 CANCELLED_MESSAGE = "Workflow cancelled"
 _LOG = logging.getLogger(__name__)
 
@@ -330,6 +332,7 @@ class _Run:
         middleware: Sequence[Any],
         sleep: Sleep,
         logger: Any,
+        offload: Offload | None = None,
     ) -> None:
         self.node = node
         self.node_id = str(node.get("id") or ctx.node_id)
@@ -337,6 +340,7 @@ class _Run:
         self.ctx = ctx
         self.middleware = middleware
         self.sleep = sleep
+        self.offload = offload
         self.logger = logger
         self.config = _config(node)
         self.attempts = 0
@@ -538,21 +542,28 @@ class _Run:
         assert last is not None  # the loop either returned or raised
         raise last
 
+    async def _off_loop(self, call: Callable[[], Any]) -> Any:
+        """A sync attempt in a worker thread, so other nodes run meanwhile and a timeout
+        can abandon it; an awaitable it returns is awaited here, on the loop."""
+        value = await (self.offload(call) if self.offload is not None else asyncio.to_thread(call))
+        if inspect.isawaitable(value):
+            value = await value
+        return value
+
     async def _attempt(
         self, call: Callable[[], Any], is_async: bool, attempt: int, total: int
     ) -> Any:
         timeout_ms = self.config.timeout_ms
-        if timeout_ms is None:
+        if timeout_ms is None and (is_async or self.offload is None):
             return await _call(call)
+        if timeout_ms is None:
+            return await self._off_loop(call)
         scope = asyncio.timeout(timeout_ms / 1000.0)
         try:
             async with scope:
                 if is_async:
                     return await _call(call)
-                value = await asyncio.to_thread(call)
-                if inspect.isawaitable(value):
-                    value = await value
-                return value
+                return await self._off_loop(call)
         except TimeoutError:
             if scope.expired():
                 raise NodeFailure(
@@ -608,6 +619,7 @@ async def execute_node(
     make_fallback_context: Callable[[Mapping[str, Any]], NodeContext] | None = None,
     sleep: Sleep = asyncio.sleep,
     logger: Any = None,
+    offload: Offload | None = None,
 ) -> NodeOutcome:
     """Execute the blueprint node `node` with `context`; never raises for a node's failure.
 
@@ -616,9 +628,13 @@ async def execute_node(
     returns (default: the primary's snapshot, input UNDEFINED). Its success stands in for the
     primary (`fallback_executed=True`, `catch_error={"message", "nodeId", "blueprintId"}`);
     its failure is the node's failure.
+
+    `offload` runs each sync attempt off the loop (a bounded thread pool), so a blocking
+    node does not hold up the nodes running beside it; without it, a sync attempt runs
+    inline unless it has a timeout (then in `asyncio.to_thread`, to be abandonable).
     """
     log = logger if logger is not None else _LOG
-    primary = _Run(node, registry, context, middleware, sleep, log)
+    primary = _Run(node, registry, context, middleware, sleep, log, offload)
     settled = await primary.settle()
     views = [context.context]
     result, error = settled.result, settled.failure
@@ -645,7 +661,7 @@ async def execute_node(
             else _default_fallback_context(context, fallback_node)
         )
         views.append(fb_context.context)
-        fb_run = _Run(fallback_node, registry, fb_context, middleware, sleep, log)
+        fb_run = _Run(fallback_node, registry, fb_context, middleware, sleep, log, offload)
         fb_settled = await fb_run.settle()
         fallback_attempts = fb_run.attempts
         if fb_settled.failure is None:

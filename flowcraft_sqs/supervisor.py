@@ -62,6 +62,8 @@ FAST_STOP_S: Final = 3.0
 #: Slack in the work and result queues beyond the admitted items: STOP sentinels, wake-ups,
 #: synthetic results, results of a restarted receiver's predecessor.
 QUEUE_SLACK: Final = 64
+#: How long (s) the supervisor tries to put a gone executor's items on a full result queue.
+REPORT_PUT_S: Final = 5.0
 
 
 class HaltServer(Exception):
@@ -78,7 +80,7 @@ class Child:
     process: Any = None
     started_at: float = 0.0
     aborted_at: float | None = None
-    timed_out: pulse.SlotView | None = None  # the attempt we killed it for
+    timed_out: dict[int, pulse.HeldItem] | None = None  # item id -> the attempt we killed it for
     crashes: deque[float] = field(default_factory=deque)
     restart_at: float = 0.0
 
@@ -162,6 +164,7 @@ class Supervisor:
         self.results = [WorkQueue.create(max_messages=2 * s.admitted_per_receiver + QUEUE_SLACK,
                                          name=f"{prefix}results{r}") for r in range(s.receivers)]
         self.pulse_board = pulse.create_board(self.ctx, len(self.children))
+        self.held_tables = pulse.create_held_tables(self.ctx, s.procs, s.concurrency)
         self.metrics_board = metrics.create_board(self.ctx, len(self.children) + 1)
         self.counters = metrics.MetricsRow(self.metrics_board, len(self.children))
         if s.metrics_port is not None:
@@ -174,12 +177,16 @@ class Supervisor:
             self._spawn(child)
 
     def _spawn(self, child: Child) -> None:
-        target, results = ((executor_main, self.results) if child.role == "executor"
-                           else (receiver_main, self.results[child.index]))
-        child.process = self.ctx.Process(
-            target=target, name=f"flowcraft {child.role}[{child.index}]",
-            args=(self.settings, child.index, self.work, results, self.pulse_board,
-                  self.metrics_board, os.getpid()))
+        s, boards = self.settings, (self.pulse_board, self.metrics_board)
+        if child.role == "executor":
+            target: Any = executor_main
+            args: tuple[Any, ...] = (s, child.index, self.work, self.results, self.pulse_board, self.held_tables,
+                    self.metrics_board, os.getpid())
+        else:
+            target = receiver_main
+            args = (s, child.index, self.work, self.results[child.index], *boards, os.getpid())
+        child.process = self.ctx.Process(target=target, name=f"flowcraft {child.role}[{child.index}]",
+                                         args=args)
         child.process.start()
         child.started_at, child.aborted_at, child.timed_out = time.monotonic(), None, None
         log.debug("spawned %s[%d] pid %d", child.role, child.index, child.process.pid)
@@ -257,37 +264,54 @@ class Supervisor:
             log.warning("%s[%d] is crash-looping; restarting it in %.1f s", child.role, child.index, delay)
 
     def _report_held(self, child: Child) -> None:
-        """Tell receivers about the items a gone executor held: a timeout fails the attempt,
-        a crash mid-node means redelivery, an item never started is handed back at once."""
+        """Tell receivers about every item a gone executor held: a timeout fails that
+        attempt, a crash mid-node means redelivery, an item never started is handed back
+        at once."""
         if child.role != "executor":
             return
-        view = pulse.read_slot(self.pulse_board, child.slot)
-        if view.pid != child.process.pid:
-            return  # it died before publishing anything
-        for item, origin in view.held:
-            if child.timed_out is not None and item == child.timed_out.item:
-                t = child.timed_out
-                data = synthetic_result(item, "timeout", t.attempt, t.timeout_ms)
+        entries = self.settings.concurrency
+        timed_out = child.timed_out or {}
+        by_origin: dict[int, list[bytes]] = {}
+        for held in pulse.read_held(self.held_tables, child.index, entries, settled=True):
+            if held.item in timed_out:
+                t = timed_out[held.item]
+                data = synthetic_result(held.item, "timeout", t.attempt, t.timeout_ms)
             else:
-                data = synthetic_result(item, "died" if item == view.item else "unstarted")
+                data = synthetic_result(held.item, "died" if held.attempt else "unstarted")
+            by_origin.setdefault(held.origin, []).append(data)
+        for origin, batch in by_origin.items():
             if 0 <= origin < len(self.results):
-                self.results[origin].put(data, timeout=1.0)
+                self._put_all(self.results[origin], batch)
+        pulse.reset_held(self.held_tables, child.index, entries)
         pulse.reset_slot(self.pulse_board, child.slot)
+
+    @staticmethod
+    def _put_all(queue: WorkQueue, batch: list[bytes]) -> None:
+        sent, deadline = 0, time.monotonic() + REPORT_PUT_S
+        while sent < len(batch) and time.monotonic() < deadline:
+            sent += queue.put_many(batch[sent:], timeout=SUPERVISOR_TICK_S)
+        if sent < len(batch):
+            log.error("could not report %d items of a gone executor; their messages reappear "
+                      "when their visibility runs out", len(batch) - sent)
 
     def _stop_silent(self) -> None:
         """A child whose pulse is older than --pulse-timeout gets SIGABRT, then SIGKILL.
-        An executor running a node is exempt: its node's deadline applies instead."""
+        An executor running a node is exempt: its nodes' deadlines apply instead."""
         now = time.monotonic()
         for child in self.children:
             if child.process is None:
                 continue
             view = pulse.read_slot(self.pulse_board, child.slot)
             own = view.pid == child.process.pid
-            if own and child.role == "executor" and view.item:
+            if own and child.role == "executor" and self._running(child):
                 continue
             last = view.pulse if own else child.started_at
             if now - last > self.settings.pulse_timeout_s:
                 self._escalate(child, now, f"silent for {now - last:.1f} s")
+
+    def _running(self, child: Child) -> bool:
+        held = pulse.read_held(self.held_tables, child.index, self.settings.concurrency)
+        return any(h.attempt for h in held)
 
     def _escalate(self, child: Child, now: float, why: str) -> None:
         if child.aborted_at is None:
@@ -300,20 +324,24 @@ class Supervisor:
             _kill(child.process.pid, signal.SIGKILL)
 
     def _enforce_deadlines(self) -> None:
-        """SIGKILL an executor whose node attempt passed its timeout (+ grace): the node's
-        own code ignored it (an async node that never awaits, C code holding the GIL)."""
+        """SIGKILL an executor holding a node attempt past its timeout (+ grace): the
+        executor fails its own timed-out attempts, so this one's code kept the whole
+        process from doing so (an async node that never awaits, C code holding the GIL).
+        Its other items are reported as died or unstarted and run again."""
         now = time.monotonic()
         for child in self.children:
             if child.role != "executor" or child.process is None or child.timed_out is not None:
                 continue
-            view = pulse.read_slot(self.pulse_board, child.slot)
-            if view.pid == child.process.pid and view.item and view.deadline \
-                    and now > view.deadline + TIMEOUT_GRACE_S:
-                log.warning("executor[%d] pid %d: node attempt %d passed its %g ms timeout; killing it",
-                            child.index, view.pid, view.attempt, view.timeout_ms)
-                child.timed_out = view
+            held = pulse.read_held(self.held_tables, child.index, self.settings.concurrency)
+            late = {h.item: h for h in held if h.deadline and now > h.deadline + TIMEOUT_GRACE_S}
+            if late:
+                first = next(iter(late.values()))
+                log.warning("executor[%d] pid %d: %d node attempt(s) passed their timeout (e.g. "
+                            "attempt %d, %g ms) and the executor did not stop them; killing it",
+                            child.index, child.process.pid, len(late), first.attempt, first.timeout_ms)
+                child.timed_out = late
                 self.counters.inc("timeouts_enforced")
-                _kill(view.pid, signal.SIGKILL)
+                _kill(child.process.pid, signal.SIGKILL)
 
     def _spawn_missing(self) -> None:
         now = time.monotonic()
@@ -347,7 +375,8 @@ class Supervisor:
         self._signal_role("receiver", signal.SIGTERM)
         if fast:
             self._signal_role("executor", signal.SIGKILL)
-        else:
+        else:  # executors take nothing more and finish what is in flight
+            self._signal_role("executor", signal.SIGTERM)
             self.work.put_many([STOP] * s.procs, timeout=1.0)
         drained = False
         while any(c.process is not None for c in self.children) and time.monotonic() < deadline:

@@ -594,23 +594,29 @@ class WorkQueue:
             if taken:
                 return taken[0]
 
-    def get_many(self, max_items: int, timeout: float | None = None) -> list[bytes]:
+    def get_many(self, max_items: int, timeout: float | None = None,
+                 on_take: Callable[[list[bytes]], None] | None = None) -> list[bytes]:
         """Take up to `max_items` of the oldest messages, returning as soon as there is at
-        least one, waiting up to `timeout` s (None: as long as it takes). [] on timeout."""
+        least one, waiting up to `timeout` s (None: as long as it takes). [] on timeout.
+
+        `on_take(messages)` runs under the consumer lock after the messages are copied and
+        before the queue lets go of them: a consumer records what it holds there, so a kill
+        at any instruction leaves each message queued, recorded, or both (never neither).
+        If it raises, the messages stay queued and the exception propagates."""
         if max_items < 1:
             raise ValueError(f"max_items must be at least 1, got {max_items}")
-        taken = self._take(max_items)
+        taken = self._take(max_items, on_take)
         if taken:
             return taken
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             if not self._wait_for_items(deadline):
                 return []
-            taken = self._take(max_items)
+            taken = self._take(max_items, on_take)
             if taken:
                 return taken
 
-    def _take(self, max_items: int) -> list[bytes]:
+    def _take(self, max_items: int, on_take: Callable[[list[bytes]], None] | None = None) -> list[bytes]:
         """Under the C-lock, copy out up to `max_items` records; [] if there are none."""
         meta = self._meta
         lock = self._c_lock
@@ -638,6 +644,8 @@ class WorkQueue:
                     pos = (end + _ALIGN_UP) & _ALIGN_MASK
                     if pos >= ring_end:
                         pos -= self._capacity
+                if on_take is not None:
+                    on_take(taken)
                 # Free the space: one 8-byte store, after every copy is complete.
                 meta[_W_TAIL] = ((tail + count * _COUNT_ONE) & _COUNT_MASK) | pos
             else:

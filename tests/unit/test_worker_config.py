@@ -54,11 +54,24 @@ def test_memory_backend_needs_no_queue_url() -> None:
     Settings(app="x", backend="memory").validate()
 
 
-def test_admission_is_one_item_per_executor_plus_a_small_surplus() -> None:
-    assert Settings(app="x", procs=8, receivers=2).admitted_per_receiver == 6  # (8 + 4) / 2
-    assert Settings(app="x", procs=32).admitted_per_receiver == 40  # 32 + 32 / 4
-    assert Settings(app="x", procs=2).admitted_per_receiver == 6  # at least four extra
-    assert Settings(app="x", procs=2, prefetch=0).admitted_per_receiver == 2
+def test_admission_is_every_executor_slot_plus_a_small_surplus() -> None:
+    assert Settings(app="x", procs=8, receivers=2).admitted_per_receiver == 402  # (8 x 100 + 4) / 2
+    assert Settings(app="x", procs=32, concurrency=1).admitted_per_receiver == 40  # 32 + 32 / 4
+    assert Settings(app="x", procs=2, concurrency=1).admitted_per_receiver == 6  # at least four extra
+    assert Settings(app="x", procs=2, concurrency=1, prefetch=0).admitted_per_receiver == 2
+    assert Settings(app="x", procs=2, concurrency=1000).admitted_per_receiver == 2004
+
+
+def test_untaken_work_is_bounded_to_a_receive_batch_or_the_prefetch() -> None:
+    assert Settings(app="x", procs=2).queued_per_receiver == 10  # one receive batch
+    assert Settings(app="x", procs=2, prefetch=40, receivers=2).queued_per_receiver == 20
+
+
+def test_threads_cannot_exceed_the_slots_they_share() -> None:
+    with pytest.raises(ConfigError, match="--threads 16 is more than --concurrency 8"):
+        Settings(app="x", backend="memory", concurrency=8, threads=16).validate()
+    with pytest.raises(ConfigError, match="--concurrency must be between 1 and 10000"):
+        Settings(app="x", backend="memory", concurrency=0).validate()
 
 
 def test_options_map_onto_settings_fields_with_their_units() -> None:
