@@ -13,9 +13,11 @@
 by a fleet. Every function or class passed as an implementation is collected into
 `flow.registry` under the `uses` key the blueprint names.
 
-Keys are deterministic (the implementation's name, numbered when two implementations share
-one), unlike TS's counter-based hashes: a worker that builds the same flow gets the same
-keys, which a distributed run needs.
+Keys are deterministic, unlike TS's counter-based hashes: a class's name, or for a function
+`fn_<name>_<digest of its code>`, so a worker that builds the same flow gets the same keys
+(a distributed run needs that) and two flows' registries can be merged. Two implementations
+with one key in a builder are numbered; closures made by one factory share code, so give
+each its own name (or register it yourself) before mixing them in one registry.
 
 The shapes follow TypeScript Flowcraft's FlowBuilder: `.batch()` makes `<id>_scatter` and
 `<id>_gather` and rewires edges to and from `<id>`; `.loop()` makes a `loop-controller`
@@ -26,6 +28,7 @@ controller default to action `break`.
 from __future__ import annotations
 
 import copy
+import hashlib
 import inspect
 import re
 from collections.abc import Mapping
@@ -343,14 +346,24 @@ def _output_of(node_id: str) -> str:
 
 
 def _base_key(implementation: Any, batch_worker: bool) -> str:
-    """`ClassName` for a named class, `fn_<name>` for a function, as upstream's prefixes."""
+    """`ClassName` for a named class, `fn_<name>_<code hash>` for a function (upstream's prefixes)."""
     name = getattr(implementation, "__name__", "") or type(implementation).__name__
     if inspect.isclass(implementation):
         if name and name != "BaseNode":
             return name
         return "class_batch_worker" if batch_worker else "class_node"
     safe = _UNSAFE_KEY_CHARS.sub("_", name).strip("_") or "anonymous"
-    return f"fn_batch_worker_{safe}" if batch_worker else f"fn_{safe}"
+    prefix = "fn_batch_worker" if batch_worker else "fn"
+    return f"{prefix}_{safe}_{_code_hash(implementation)}"
+
+
+def _code_hash(function: Any) -> str:
+    """A digest of where and what the function is: the same in every process running the
+    same code, and different for two lambdas, so registries of several flows can merge."""
+    code = getattr(function, "__code__", None)
+    where = f"{getattr(function, '__module__', '')}.{getattr(function, '__qualname__', '')}"
+    body = b"" if code is None else code.co_code + repr(code.co_consts).encode() + str(code.co_firstlineno).encode()
+    return hashlib.sha1(where.encode() + body, usedforsecurity=False).hexdigest()[:8]
 
 
 def _present(options: Mapping[str, Any]) -> dict[str, Any]:

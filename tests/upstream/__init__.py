@@ -1,0 +1,1 @@
+"""Python ports of upstream Flowcraft core tests, one file per upstream file."""
