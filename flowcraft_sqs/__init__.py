@@ -10,7 +10,10 @@ from typing import Any
 
 from .analysis import BlueprintAnalysis, analyze_blueprint
 from .blueprint import Blueprint, load_blueprint, load_blueprints
+from .builder import FlowBuilder, create_flow
 from .errors import BlueprintError, FlowcraftError, NodeFailure
+from .lint import LintIssue, LintResult, lint_blueprint
+from .mermaid import generate_mermaid, generate_mermaid_for_run
 from .runtime import FlowRuntime, WorkflowResult
 
 __version__ = "0.1.0"
@@ -28,11 +31,18 @@ __all__ = [
     "Blueprint",
     "BlueprintAnalysis",
     "BlueprintError",
+    "FlowBuilder",
     "FlowRuntime",
     "FlowcraftError",
+    "LintIssue",
+    "LintResult",
     "NodeFailure",
     "WorkflowResult",
     "analyze_blueprint",
+    "create_flow",
+    "generate_mermaid",
+    "generate_mermaid_for_run",
+    "lint_blueprint",
     "load_blueprint",
     "load_blueprints",
     *_LAZY,

@@ -70,6 +70,30 @@ def load_app(spec: str) -> App:
     )
 
 
+def load_app_unvalidated(spec: str) -> tuple[Mapping[str, Any], dict[str, Any]]:
+    """The app's registry and its blueprints as written, keyed by id, without validating them.
+
+    For tools that report what is wrong with a blueprint (`flowcraft-sqs lint`, `graph`)
+    rather than refuse to start.
+    """
+    target = _import_target(spec)
+    if callable(target) and not _has_parts(target) and not inspect.ismodule(target):
+        try:
+            target = target()
+        except Exception as exc:
+            raise AppLoadError(f"--app {spec}: calling {_name(target)}() failed: {exc!r}") from exc
+    registry = _part(target, "registry", spec, required=True)
+    raw = _part(target, "blueprints", spec, required=True)
+    if isinstance(raw, Mapping):
+        return registry, {str(key): _as_data(value) for key, value in raw.items()}
+    blueprints = [_as_data(value) for value in raw]
+    return registry, {str(bp.get("id")): bp for bp in blueprints}
+
+
+def _as_data(blueprint: Any) -> Any:
+    return blueprint.to_dict() if isinstance(blueprint, Blueprint) else blueprint
+
+
 def _import_target(spec: str) -> Any:
     if not spec or spec.count(":") > 1:
         raise AppLoadError(f"--app {spec!r}: expected 'module' or 'module:attribute'")

@@ -155,12 +155,13 @@ main.add_command(worker, name="worker")
 
 def _register_subcommands() -> None:
     # `infra` and `demo` live in their own modules; they import boto3 only when run.
-    from . import demo, infra_cli
+    from . import authoring_cli, demo, infra_cli
     from .loadtest import register as register_loadtest  # `loadtest`: flowcraft_sqs/loadtest/cli.py
 
     infra_cli.register(main)
     demo.register(main)
     register_loadtest(main)
+    authoring_cli.register(main)  # `lint` and `graph`: flowcraft_sqs/authoring_cli.py
 
 
 _register_subcommands()
