@@ -9,9 +9,12 @@
     lease thread:   LeaseBook.due -> ChangeMessageVisibilityBatch; touch long runs' status
 
 Admission: a receiver has at most `Settings.admitted_per_receiver` work items queued or
-running, and asks SQS only for as many messages as it has room for. Every message it holds
-is one whose visibility clock runs and that no other machine can take, so it holds no more
-than its executors can start soon.
+running (its share of the executors' slots, `--procs` x `--concurrency`, plus prefetch),
+and at most `Settings.queued_per_receiver` waiting untaken in the work queue, and asks SQS
+only for as many messages as it has room for. Executors take only what they have free
+slots for, so untaken items mean full executors. Every message it holds is one whose
+visibility clock runs and that no other machine can take, so it holds no more than its
+executors can start soon; the lease thread extends all of them.
 
 The protocol lives in `Engine` (plan, complete) and `engine.perform` (the durable order:
 state is written, then successors are sent, then the message is deleted); this module only
@@ -68,6 +71,8 @@ TOUCH_INTERVAL_S: Final = 60.0
 #: How long (s) the main thread waits for a long poll in flight when stopping: the poll
 #: cannot be cancelled, and what it returns after exit reappears after its visibility.
 INTAKE_JOIN_S: Final = 1.0
+#: How often (s) a receiver held back by untaken work in the work queue looks again.
+QUEUE_RECHECK_S: Final = 0.02
 
 
 RECEIVE_GATHER_S = 0.02  # how long a receive waits for room for a fuller batch (s)
@@ -227,7 +232,10 @@ class Receiver:
         with self.room:
             room = self._room()
             if room <= 0 and not self.stopping.is_set():
-                self.room.wait(PULSE_INTERVAL_S)
+                # Results notify `self.room`; executors taking queued work do not, so a
+                # receiver held back by a full work queue looks again soon.
+                queue_bound = self._queue_room() <= 0
+                self.room.wait(QUEUE_RECHECK_S if queue_bound else PULSE_INTERVAL_S)
                 room = self._room()
             return self._gather_room(room)
 
@@ -246,8 +254,13 @@ class Receiver:
         return room
 
     def _room(self) -> int:
+        """Messages to admit now: what the executors have slots for (plus prefetch), and no
+        more than the work queue should hold untaken (`Settings.queued_per_receiver`)."""
         busy = len(self.items) + len(self.retries) + len(self.handoff)
-        return self.s.admitted_per_receiver - busy
+        return min(self.s.admitted_per_receiver - busy, self._queue_room())
+
+    def _queue_room(self) -> int:
+        return self.s.queued_per_receiver * self.s.receivers - self.work.qsize()
 
     def _accept(self, messages: list[Received]) -> None:
         self.metrics.inc("received", len(messages))

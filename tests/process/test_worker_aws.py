@@ -13,53 +13,11 @@ from typing import Any
 
 import pytest
 
-from flowcraft_sqs import protocol
-from flowcraft_sqs.app import load_app
-from flowcraft_sqs.stores.dynamodb import DynamoRunStore, DynamoStatusTable
-from flowcraft_sqs.transport.sqs import SqsQueue
-
-from .helpers import APP, Worker, executions, wait_until
-from .workerapp import CHAIN_LENGTH, EXEC_LOG_ENV, start_run
+from .helpers import AwsFleet as Fleet
+from .helpers import executions, wait_until
+from .workerapp import CHAIN_LENGTH
 
 pytestmark = pytest.mark.process
-
-#: Short SQS timings so redelivery and lease extension happen within a test.
-FAST = ["--visibility-timeout", "3", "--lease-fraction", "0.5", "--wait-time", "2"]
-
-
-class Fleet:
-    """Workers on one fresh queue + tables, and the client-side view of their runs."""
-
-    def __init__(self, tmp: Path, local_aws: Any, clients: Any, infra: Any) -> None:
-        self.tmp = tmp
-        self.infra = infra
-        self.env = {**local_aws.env(), EXEC_LOG_ENV: str(tmp / "exec.log")}
-        self.app = load_app(APP)
-        self.store = DynamoRunStore(clients.dynamodb, infra.context_table)
-        self.statuses = DynamoStatusTable(clients.dynamodb, infra.status_table)
-        self.queue = SqsQueue(clients.sqs, infra.queue_url)
-        self.workers: list[Worker] = []
-
-    def worker(self, *args: str) -> Worker:
-        tables = ["--queue-url", self.infra.queue_url, "--context-table", self.infra.context_table,
-                  "--status-table", self.infra.status_table]
-        worker = Worker(self.tmp, [*tables, *FAST, *args], self.env, name=f"w{len(self.workers)}")
-        self.workers.append(worker)
-        return worker
-
-    def start(self, blueprint: str, count: int) -> list[str]:
-        bp = self.app.blueprints[blueprint]
-        return [start_run(bp, self.store, self.statuses, self.queue) for _ in range(count)]
-
-    def final(self, run_ids: list[str]) -> dict[str, dict[str, Any]]:
-        items = {run_id: self.statuses.get(run_id) or {} for run_id in run_ids}
-        return items if all(i.get("status") in protocol.FINAL_STATUSES for i in items.values()) else {}
-
-    def wait_final(self, run_ids: list[str], timeout: float) -> dict[str, dict[str, Any]]:
-        return wait_until(lambda: self.final(run_ids), timeout, f"{len(run_ids)} runs to end", 0.2)
-
-    def ran(self) -> Counter[tuple[str, str]]:
-        return Counter((run, node) for run, node, _ in executions(self.tmp / "exec.log"))
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ import orjson
 from flowcraft_sqs import protocol
 
 EXEC_LOG_ENV = "FLOWCRAFT_TEST_EXEC_LOG"
+SPAN_LOG_ENV = "FLOWCRAFT_TEST_SPAN_LOG"
 RUNS_ENV = "FLOWCRAFT_TEST_RUNS"
 REPORT_ENV = "FLOWCRAFT_TEST_REPORT"
 CHAIN_LENGTH = 4
@@ -37,6 +38,36 @@ def record(ctx: Any) -> None:
             os.write(fd, line)
         finally:
             os.close(fd)
+
+
+def record_span(ctx: Any, started: float) -> None:
+    """One line per finished execution: run, node, start and end (time.time())."""
+    path = os.environ.get(SPAN_LOG_ENV)
+    if path:
+        line = f"{ctx.run_id} {ctx.node_id} {started:.6f} {time.time():.6f}\n".encode()
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line)
+        finally:
+            os.close(fd)
+
+
+async def await_io(ctx: Any) -> dict[str, Any]:
+    """An LLM or HTTP call: waits without holding its event loop."""
+    record(ctx)
+    started = time.time()
+    await asyncio.sleep(float(ctx.params["seconds"]))
+    record_span(ctx, started)
+    return {"output": "answered"}
+
+
+def block_io(ctx: Any) -> dict[str, Any]:
+    """A blocking client (requests-style): holds its thread while it waits."""
+    record(ctx)
+    started = time.time()
+    time.sleep(float(ctx.params["seconds"]))
+    record_span(ctx, started)
+    return {"output": "answered"}
 
 
 def step(ctx: Any) -> dict[str, Any]:
@@ -105,7 +136,8 @@ def square(ctx: Any) -> dict[str, Any]:
 
 
 registry = {"step": step, "noop": noop, "slow": slow, "spin": spin, "spin-async": spin_async,
-            "nap": nap, "crash": crash, "count-up": count_up, "square": square}
+            "nap": nap, "crash": crash, "count-up": count_up, "square": square,
+            "await-io": await_io, "block-io": block_io}
 
 blueprints = {
     "chain": _chain("chain", "step", CHAIN_LENGTH),
@@ -115,6 +147,11 @@ blueprints = {
                                        {"id": "after", "uses": "step"}],
               "edges": [{"source": "pause", "target": "after"}]},
     "long": {"id": "long", "nodes": [{"id": "long", "uses": "slow", "params": {"seconds": 7}}]},
+    "await-1s": {"id": "await-1s", "nodes": [{"id": "ask", "uses": "await-io", "params": {"seconds": 1}}]},
+    "await-4s": {"id": "await-4s", "nodes": [{"id": "ask", "uses": "await-io", "params": {"seconds": 4}}]},
+    "block-1s": {"id": "block-1s", "nodes": [{"id": "call", "uses": "block-io", "params": {"seconds": 1}}]},
+    "stubborn": {"id": "stubborn", "nodes": [  # a sync node that ignores its 500 ms timeout
+        {"id": "call", "uses": "block-io", "params": {"seconds": 20}, "config": {"timeout": 500}}]},
     "spin": {"id": "spin", "nodes": [{"id": "spin", "uses": "spin", "config": {"timeout": 300}}]},
     "spin-async": {"id": "spin-async", "nodes": [
         {"id": "spin", "uses": "spin-async", "config": {"timeout": 300, "maxRetries": 2}}]},
