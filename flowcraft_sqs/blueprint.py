@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Protocol
@@ -43,6 +44,12 @@ class Node:
     fallback: str | None
     join_strategy: str
     definition: Mapping[str, Any] = field(repr=False)
+    # An edge with a transform leads here: the node reads its routed `_inputs.<id>`, even
+    # with explicit `inputs` (TS rewrites the target's inputs to that key).
+    routed_input: bool = False
+    # Why `inputs` can never be read (a path segment outside the property characters): the
+    # node fails when it is to run, the same in process and distributed.
+    input_error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -64,7 +71,11 @@ class Blueprint:
         version = metadata.get("version") if isinstance(metadata, Mapping) else None
         self.version: str | None = None if version is None else str(version)
         self.metadata: Mapping[str, Any] = MappingProxyType(dict(metadata))
+        transform_targets = {e.target for e in edges if e.transform}
+        nodes = [replace(n, routed_input=True) if n.id in transform_targets and n.inputs else n for n in nodes]
+        nodes = [replace(n, input_error=e) if (e := inputs_problem(n.inputs)) else n for n in nodes]
         self.nodes: tuple[Node, ...] = tuple(nodes)
+        self.node_index: Mapping[str, int] = MappingProxyType({n.id: i for i, n in enumerate(nodes)})
         self.edges: tuple[Edge, ...] = tuple(edges)
         self.node_by_id: Mapping[str, Node] = MappingProxyType({n.id: n for n in nodes})
         self._raw = raw
@@ -118,6 +129,23 @@ class Blueprint:
 
     def __repr__(self) -> str:
         return f"Blueprint(id={self.id!r}, nodes={len(self.nodes)}, edges={len(self.edges)})"
+
+
+_PATH_CHARACTERS = re.compile(r"[A-Za-z0-9_$.]*")  # as a property expression's path
+
+
+def input_path_problem(source: str) -> str | None:
+    """Why the input path `source` (`node.path.to.value`) cannot be read, if it cannot."""
+    if source.startswith("_") or "." not in source:
+        return None
+    if _PATH_CHARACTERS.fullmatch(source.split(".", 1)[1]):
+        return None
+    return f"inputs {source!r}: a path after the node id may hold only A-Z, a-z, 0-9, '_', '$' and '.'"
+
+
+def inputs_problem(inputs: str | Mapping[str, str] | None) -> str | None:
+    sources = [inputs] if isinstance(inputs, str) else list(inputs.values()) if isinstance(inputs, Mapping) else []
+    return next((p for s in sources if isinstance(s, str) and (p := input_path_problem(s))), None)
 
 
 def load_blueprint(
@@ -202,6 +230,7 @@ def _build(
     _check_fallbacks(nodes, known, problems)
     _check_unsupported_builtins(nodes, registry, problems)
     _check_batches(nodes, registry, problems)
+    _check_loops(nodes, edges, registry, problems)
     if registry is not None:
         _check_implementations(nodes, registry, problems)
     if evaluator is not None:
@@ -405,6 +434,21 @@ def _check_batches(nodes: list[Node], registry: Mapping[str, Any] | None, proble
             problems.append(
                 f"node '{node.id}': params.gatherNodeId {node.params.get('gatherNodeId')!r} "
                 "is not a batch-gather node of this blueprint"
+            )
+
+
+def _check_loops(
+    nodes: list[Node], edges: list[Edge], registry: Mapping[str, Any] | None, problems: list[str]
+) -> None:
+    """A loop controller needs a `continue` edge, or it could never loop (refused as TS does)."""
+    continuing = {e.source for e in edges if e.action == "continue"}
+    for node in nodes:
+        if node.uses != "loop-controller" or (registry is not None and node.uses in registry):
+            continue
+        if node.id not in continuing:
+            problems.append(
+                f"Loop '{node.id}' has no continue edge to start node. Ensure edges are wired inside "
+                "the loop and incoming/breaking edges point to the loop controller."
             )
 
 

@@ -26,10 +26,9 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from . import builtins, events, protocol, run_events
+from . import builtin_steps, builtins, events, protocol, run_events
 from .blueprint import Blueprint
 from .errors import ContextTooLarge, MalformedMessage, RunStateError, ValueNotStorable
-from .jsvalues import UNDEFINED
 from .messages import Job, parse_job
 from .ports import Received, RunStore
 from .protocol import Commit, FinalStatus, JobAction, NodeCompletion, RunState
@@ -43,7 +42,6 @@ VERSION_MISMATCH_RETRY_S = 30  # a job for another blueprint version goes back t
 DUPLICATE_RETRY_S = 2
 LATEST_STATES_MAX = 2_000  # runs whose newest state is kept to commit parallel branches without conflicts
 RECENTLY_SETTLED_MAX = 50_000  # committed jobs remembered against stale duplicates (~5 MB)
-SLEEP_EARLY_TOLERANCE_S = 0.5  # a sleep job arriving this close to its due time continues
 
 
 @dataclass(frozen=True)
@@ -164,7 +162,10 @@ class Engine:
         action = plan.action
         if action is JobAction.EXECUTE and self.event_bus is not None:
             self._report_start(job, state, bp)
-        if action is JobAction.EXECUTE and self._is_builtin(bp, job.node_id) and not protocol.is_chunk(state):
+        if action is JobAction.EXECUTE and bp.node_by_id[job.node_id].input_error is not None:
+            failure = builtin_steps.failed(bp.node_by_id[job.node_id], str(bp.node_by_id[job.node_id].input_error))
+            item.effects = self._write_until_done(job, state, bp, failure)
+        elif action is JobAction.EXECUTE and self._is_builtin(bp, job.node_id) and not protocol.is_chunk(state):
             item.effects = self._run_builtin(job, state, bp)
         elif action is JobAction.EXECUTE:
             if self._claim(job.key, state.version):
@@ -206,17 +207,15 @@ class Engine:
 
     def _scatter(self, job: Job, state: RunState, bp: Blueprint) -> tuple[NodeCompletion | None, Effects]:
         node = bp.node_by_id[job.node_id]
-        items = protocol.resolve_node_input(state.context, node)
-        if not isinstance(items, list):
-            kind = "nothing" if items is None or items is UNDEFINED else f"a {type(items).__name__}"
-            return NodeCompletion(error=f"Node '{node.id}' failed: batch-scatter input must be an array, got {kind}"), Effects()
-        size = builtins.chunk_size(node.params)
+        chunks = builtin_steps.scatter_chunks(state, node)
+        if isinstance(chunks, NodeCompletion):
+            return chunks, Effects()
         gather = str(node.params.get("gatherNodeId"))
-        starts = range(0, len(items), size)
-        jobs = [self._create_chunk(state, bp, node.id, gather, i, items[start:start + size], start)
-                for i, start in enumerate(starts)]
-        output = {"gatherNodeId": gather, "hasMore": False, "chunks": len(jobs), "count": len(items)}
-        return NodeCompletion(output=output), Effects(sends=jobs)
+        size = builtins.chunk_size(node.params)
+        jobs = [self._create_chunk(state, bp, node.id, gather, i, chunk, i * size) for i, chunk in enumerate(chunks)]
+        if self.event_bus is not None:
+            self._emit_all([run_events.batch_started(state.run_id, bp, node.id, gather, sum(map(len, chunks)))])
+        return builtin_steps.scatter_completion(node, chunks), Effects(sends=jobs)
 
     def _create_chunk(self, state: RunState, bp: Blueprint, scatter: str, gather: str,
                       index: int, items: list[Any], offset: int) -> Job:
@@ -236,7 +235,7 @@ class Engine:
         scatter = builtins.scatter_for(bp, node.id)
         info = state.context.get(f"{protocol.OUTPUTS_PREFIX}{scatter}")
         if scatter is None or not isinstance(info, Mapping):
-            return NodeCompletion(error=f"Node '{node.id}' failed: no batch-scatter ran for this gather"), Effects()
+            return builtin_steps.no_scatter_ran(node), Effects()
         ids = [builtins.chunk_run_id(state.run_id, scatter, i) for i in range(int(info.get("chunks", 0)))]
         chunks = self.store.load_runs(ids) if ids else {}
         if any(chunk is None or not chunk.is_final for chunk in chunks.values()):
@@ -249,65 +248,45 @@ class Engine:
             chunk = chunks[chunk_id]
             assert chunk is not None
             results.extend(chunk.context.get(f"{protocol.OUTPUTS_PREFIX}{scatter}") or [])
-        key = str(node.params.get("outputKey") or node.id)
-        return NodeCompletion(output=results, context_sets={key: results}), Effects()
+        if self.event_bus is not None:
+            self._emit_all([run_events.batch_finished(state.run_id, bp, scatter, node.id, results)])
+        return builtin_steps.gather_completion(node, results), Effects()
 
     def _wait(self, job: Job, state: RunState, bp: Blueprint) -> tuple[NodeCompletion | None, Effects]:
-        return NodeCompletion(awaiting=builtins.WAIT_DETAILS), Effects()
+        return builtin_steps.wait_step(bp.node_by_id[job.node_id]), Effects()
 
     def _loop_controller(self, job: Job, state: RunState, bp: Blueprint) -> tuple[NodeCompletion | None, Effects]:
-        params = bp.node_by_id[job.node_id].params
-        output, action = builtins.loop_decision(params, state.context, self.evaluator)
-        return NodeCompletion(output=output, action=action), Effects()
+        return builtin_steps.loop_step(bp, bp.node_by_id[job.node_id], state.context, self.evaluator), Effects()
 
     def _sleep(self, job: Job, state: RunState, bp: Blueprint) -> tuple[NodeCompletion | None, Effects]:
-        node = bp.node_by_id[job.node_id]
-        now = self.clock()
-        due = state.meta.timers.get(job.node_id)
-        if due is None:
-            try:
-                seconds = builtins.sleep_seconds(node.params.get("duration"))
-            except ValueError as exc:
-                return NodeCompletion(error=f"Node '{node.id}' failed: {exc}"), Effects()
-            if seconds > 0:
-                return NodeCompletion(timer_due=now + seconds), Effects()
-        elif now < due - SLEEP_EARLY_TOLERANCE_S:
-            return None, Effects(delayed=[(job, _delay_s(due, now))])
-        return NodeCompletion(output=protocol.resolve_node_input(state.context, node)), Effects()
+        completion = builtin_steps.sleep_step(state, bp.node_by_id[job.node_id], self.clock())
+        if completion is None:  # a delayed message came early (SQS delays at most 15 minutes)
+            return None, Effects(delayed=[(job, _delay_s(state.meta.timers[job.node_id], self.clock()))])
+        return completion, Effects()
 
     def _subflow(self, job: Job, state: RunState, bp: Blueprint) -> tuple[NodeCompletion | None, Effects]:
         node = bp.node_by_id[job.node_id]
-        child_bp = self.blueprints.get(str(node.params.get("blueprintId")))
-        if child_bp is None:
-            missing = node.params.get("blueprintId")
-            return NodeCompletion(error=f"Node '{node.id}' failed: subflow blueprint {missing!r} is not registered"), Effects()
-        depth = int(state.meta.extra.get("depth", 0))
-        if depth >= builtins.MAX_SUBFLOW_DEPTH:
-            return NodeCompletion(error=f"Node '{node.id}' failed: subflows nested deeper than {builtins.MAX_SUBFLOW_DEPTH}"), Effects()
-        child_id = builtins.subflow_run_id(state.run_id, node.id)
-        child = self.store.load_runs([child_id]).get(child_id)
+        start = builtin_steps.subflow_start(state, node, self.blueprints, int(state.meta.extra.get("depth", 0)))
+        if isinstance(start, NodeCompletion):
+            return start, Effects()
+        child = self.store.load_runs([start.run_id]).get(start.run_id)
         if child is None or (not child.is_final and not child.meta.results):
             # Not started, or started by a delivery that died before its start jobs went out:
             # (re-)sending them is safe, a duplicate start job replays.
-            return None, self._start_child(state, bp, node, child_bp, child_id)
-        if child.status == protocol.COMPLETED:
-            output, writes = builtins.subflow_output(node.params, child.context, child_bp)
-            return NodeCompletion(output=output, context_sets=writes), Effects()
-        if child.is_final:
-            reason = child.meta.reason or child.status
-            return NodeCompletion(error=f"Node '{node.id}' failed: subflow '{child_bp.id}' {child.status}: {reason}"), Effects()
-        return None, Effects()  # the child is still running; its end re-sends this job
+            return None, self._start_child(state, bp, node, start)
+        if not child.is_final:
+            return None, Effects()  # running or awaiting: the child's end re-sends this job
+        completion = builtin_steps.subflow_step(node, start.blueprint, child.status, child.meta.reason, child.context, {})
+        return completion, Effects()
 
-    def _start_child(self, state: RunState, bp: Blueprint, node: Any, child_bp: Blueprint, child_id: str) -> Effects:
-        node_input = protocol.resolve_node_input(state.context, node)
-        initial = builtins.subflow_initial_context(node.params, state.context, node_input, child_bp)
-        child = protocol.new_run(child_bp, child_id, initial, self.clock())
+    def _start_child(self, state: RunState, bp: Blueprint, node: Any, start: builtin_steps.ChildStart) -> Effects:
+        child = protocol.new_run(start.blueprint, start.run_id, start.context, self.clock())
         parent = {"run": state.run_id, "node": node.id, "bp": bp.id}
         depth = int(state.meta.extra.get("depth", 0)) + 1
         child = replace(child, meta=replace(child.meta, extra={"parent": parent, "depth": depth}))
         with contextlib.suppress(RunStateError):
             self.store.create_run(child)  # an earlier delivery may have created it already
-        return Effects(sends=[Job(child_id, child_bp.id, start) for start in child_bp.start_node_ids])
+        return Effects(sends=[Job(start.run_id, start.blueprint.id, s) for s in start.blueprint.start_node_ids])
 
     def _claim(self, key: tuple[str, str], read_version: int) -> bool:
         """Mark a job as executing here; False if a copy of it already is, or if this
@@ -491,7 +470,7 @@ class Engine:
         found = []
         if not state.meta.results and bp.start_node_ids and job.node_id == bp.start_node_ids[0] and not protocol.is_chunk(state):
             found.append(run_events.workflow_event(events.WORKFLOW_START, job.run_id, bp))
-        node_input = protocol.resolve_node_input(state.context, bp.node_by_id[job.node_id])
+        node_input = run_events.readable_input(state.context, bp.node_by_id[job.node_id])
         found.append(run_events.node_started(job.run_id, bp, job.node_id, node_input))
         self._emit_all(found)
 

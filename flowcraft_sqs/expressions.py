@@ -94,6 +94,11 @@ def _read_path(segments: list[str] | tuple[str, ...], scope: dict[str, Any]) -> 
     return current
 
 
+def read_property(obj: Any, key: str) -> Any:
+    """One step of a property path, as `property_evaluate` takes it (for input paths too)."""
+    return UNDEFINED if obj is None or obj is UNDEFINED else _get_property(obj, key)
+
+
 def _get_property(obj: Any, key: str) -> Any:
     """`obj[key]` for a value that is not null, restricted to data.
 
@@ -980,13 +985,19 @@ def compile_expression(text: str) -> Expression:
     """
     if not isinstance(text, str):
         raise ExpressionError(f"an expression must be a string, not {type(text).__name__}")
-    if _PROPERTY_PATH.fullmatch(text):
+    if _PROPERTY_PATH.fullmatch(text) and not _is_literal(text):
         return Expression(text, _PropertyPath(tuple(text.split("."))), is_property_path=True)
     if len(text) > MAX_EXPRESSION_LENGTH:
         raise _fail(text, MAX_EXPRESSION_LENGTH, f"longer than {MAX_EXPRESSION_LENGTH} characters")
     if not text.strip():
         raise _fail(text, 0, "the expression is empty")
     return Expression(text, _Parser(text).parse(), is_property_path=False)
+
+
+def _is_literal(text: str) -> bool:
+    """`true`, `false`, `null` and numbers are literals, as in JavaScript, not context keys
+    (so a loop's `condition: "true"` holds). TS's PropertyEvaluator reads them as keys."""
+    return text in _KEYWORD_VALUES or _NUMBER.fullmatch(text) is not None
 
 
 def _compile_or_message(text: str) -> Expression | str:

@@ -52,3 +52,36 @@ def truthy(value: Any) -> bool:
 def defined_or_none(value: Any) -> Any:
     """Map `undefined` to `null` (None): what gets stored for a node with no output."""
     return None if value is UNDEFINED else value
+
+
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def json_safe(value: Any) -> Any:
+    """`value` with `undefined` nested inside turned as `JSON.stringify` does: dropped from
+    objects, null in arrays. A top-level `undefined` stays (it means "no output")."""
+    if isinstance(value, _SCALARS) or value is UNDEFINED:
+        return value
+    if isinstance(value, dict):
+        if not _holds_undefined(value):
+            return value
+        return {k: json_safe(v) for k, v in value.items() if v is not UNDEFINED}
+    if isinstance(value, (list, tuple)):
+        if not _holds_undefined(value):
+            return value
+        return [None if v is UNDEFINED else json_safe(v) for v in value]
+    return value
+
+
+def _holds_undefined(value: Any) -> bool:
+    """Whether `undefined` is anywhere inside `value` (walks without copying)."""
+    stack = [value]
+    while stack:
+        current = stack.pop()
+        items = current.values() if isinstance(current, dict) else current
+        for item in items:
+            if item is UNDEFINED:
+                return True
+            if isinstance(item, (dict, list, tuple)):
+                stack.append(item)
+    return False

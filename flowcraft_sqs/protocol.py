@@ -26,9 +26,10 @@ from enum import Enum
 from typing import Any, Protocol
 
 from . import builtins
-from .blueprint import Blueprint, Edge, Node
+from .blueprint import Blueprint, Edge, Node, input_path_problem
 from .errors import RunStateError
-from .jsvalues import UNDEFINED, defined_or_none, truthy
+from .expressions import read_property
+from .jsvalues import UNDEFINED, defined_or_none, json_safe, truthy
 
 RUNNING = "running"
 AWAITING = "awaiting"
@@ -39,6 +40,7 @@ ACTIVE_STATUSES = frozenset({RUNNING, AWAITING})
 FINAL_STATUSES = frozenset({COMPLETED, FAILED, CANCELLED})
 
 OUTPUTS_PREFIX = "_outputs."
+FAILED_NODE_KEY = "failedNode"  # RunMeta.extra: the node whose failure ended the run
 INPUTS_PREFIX = "_inputs."
 CATCH_ERROR_KEY = "_catch_error"
 
@@ -255,8 +257,17 @@ def _edge_targets(bp: Blueprint) -> set[str]:
 # --- input resolution (TS §1.4) ---------------------------------------------------------
 
 
+class InputPathError(ValueError):
+    """A node's `inputs` names a path that no value can be read along."""
+
+
 def resolve_node_input(context: Mapping[str, Any], node: Node) -> Any:
-    """The node's `input`: from its `inputs` mapping, or `_inputs.<id>` as TS does."""
+    """The node's `input`: from its `inputs` mapping, or `_inputs.<id>` as TS does.
+
+    Raises InputPathError for a path segment outside `[A-Za-z0-9_$]` (callers fail the node).
+    """
+    if node.routed_input and INPUTS_PREFIX + node.id in context:
+        return context[INPUTS_PREFIX + node.id]
     if isinstance(node.inputs, str):
         return resolve_value(context, node.inputs)
     if isinstance(node.inputs, Mapping):
@@ -268,26 +279,20 @@ def resolve_value(context: Mapping[str, Any], source: str) -> Any:
     if source.startswith("_"):
         return context.get(source, UNDEFINED)
     if "." in source:
+        problem = input_path_problem(source)
+        if problem is not None:
+            raise InputPathError(problem)
         base, path = source.split(".", 1)
         current = context.get(OUTPUTS_PREFIX + base, UNDEFINED)
         for segment in path.split("."):
             if current is None or current is UNDEFINED:
                 return UNDEFINED
-            current = _property(current, segment)
+            current = read_property(current, segment)
         return current
     key = OUTPUTS_PREFIX + source
     return context[key] if key in context else context.get(source, UNDEFINED)
 
 
-def _property(value: Any, segment: str) -> Any:
-    if isinstance(value, Mapping):
-        return value.get(segment, UNDEFINED)
-    if isinstance(value, (list, str)):
-        if segment == "length":
-            return len(value)
-        if segment.isdigit() and int(segment) < len(value):
-            return value[int(segment)]
-    return UNDEFINED
 
 
 # --- committing a node's outcome --------------------------------------------------------
@@ -301,14 +306,18 @@ def commit_node(
     evaluator: Evaluator,
     now: float,
     touch_interval_s: float = 60.0,
+    bare_outputs: bool = False,
 ) -> Commit:
     """Apply one node's outcome: record it, route, fire joins, and settle the run.
 
     The caller has checked with `plan_job` that the node is not committed yet.
+    `bare_outputs` also writes the output under the bare node id (TS in-memory does).
     """
     meta = state.meta
     if completion.failed:
         return _commit_failure(state, node_id, completion, _decrement(meta.outstanding, node_id), now)
+    if completion.output is not UNDEFINED:
+        completion = replace(completion, output=json_safe(completion.output))
     if completion.awaiting is not None:
         return _commit_awaiting(state, node_id, completion.awaiting, now)
     if completion.timer_due is not None:
@@ -316,19 +325,21 @@ def commit_node(
     book = _Book.of(meta)
     book.outstanding = _decrement(meta.outstanding, node_id)
     book.forget_waits(node_id)
-    sets = _node_writes(node_id, completion)
+    sets = _node_writes(node_id, completion, bare_outputs)
     context = _apply(state.context, sets, completion.context_deletes)
     new_iteration = book.start_loop_iteration(bp, node_id, completion)
     if new_iteration is False:
         reason = f"Loop '{node_id}' exceeded its maximum of {book.iterations[node_id] - 1} iterations"
-        failed = replace(meta, outstanding=book.outstanding, status=FAILED, reason=reason, touched_at=now)
+        failed = replace(meta, outstanding=book.outstanding, status=FAILED, reason=reason, touched_at=now,
+                         extra={**meta.extra, FAILED_NODE_KEY: node_id})
         return Commit(replace(state, meta=failed), {}, frozenset(), (), FinalStatus(FAILED, reason))
     fired: list[str] = []
     if meta.status in ACTIVE_STATUSES:
         for edge, target in route(bp, node_id, completion, context, evaluator):
-            value = edge_input(bp, edge, completion.output, context, evaluator)
-            sets[INPUTS_PREFIX + target] = defined_or_none(value)
-            context[INPUTS_PREFIX + target] = sets[INPUTS_PREFIX + target]
+            if book.routes_input(bp, node_id, target):
+                value = edge_input(bp, edge, completion.output, context, evaluator)
+                sets[INPUTS_PREFIX + target] = defined_or_none(json_safe(value))
+                context[INPUTS_PREFIX + target] = sets[INPUTS_PREFIX + target]
             if target not in fired and book.join_ready(bp, node_id, target):
                 fired.append(target)
     for target in fired:
@@ -398,6 +409,15 @@ class _Book:
             self.forget_waits(member)
         return True
 
+    def routes_input(self, bp: Blueprint, source: str, target: str) -> bool:
+        """Whether `source` sets `target`'s input: a join takes its input from the last of its
+        predecessors in blueprint order (TS in-memory), whichever arrives first here."""
+        arrived = self.arrivals.get(target)
+        if not arrived:
+            return True
+        rank = bp.node_index[source]
+        return all(bp.node_index[other] <= rank for other in arrived)
+
     def join_ready(self, bp: Blueprint, source: str, target: str) -> bool:
         """Whether `source`'s arrival fires `target`. A join fires at most once per pass."""
         rerun = bp.node_by_id[target].uses == builtins.LOOP_CONTROLLER  # a controller runs every pass
@@ -432,10 +452,18 @@ def _status_change(meta: RunMeta, status: str, book: _Book) -> FinalStatus | Non
     if status == meta.status and not (status == AWAITING and dict(book.awaiting) != dict(meta.awaiting)):
         return None
     if status == AWAITING:
-        details = {**{k: dict(v) for k, v in book.awaiting.items()},
-                   **{k: {"reason": "timer", "wakeUpAt": due} for k, due in book.timers.items()}}
-        return FinalStatus(AWAITING, None, details)
+        return FinalStatus(AWAITING, None, _waits(book.awaiting, book.timers))
     return FinalStatus(status)
+
+
+def awaiting_details(meta: RunMeta) -> dict[str, dict[str, Any]]:
+    """What each waiting node waits for: its wait details, or `{reason: timer, wakeUpAt}`."""
+    return _waits(meta.awaiting, meta.timers)
+
+
+def _waits(awaiting: Mapping[str, Mapping[str, Any]], timers: Mapping[str, float]) -> dict[str, dict[str, Any]]:
+    return {**{k: dict(v) for k, v in awaiting.items()},
+            **{k: {"reason": "timer", "wakeUpAt": due} for k, due in timers.items()}}
 
 
 def _commit_awaiting(state: RunState, node_id: str, details: Mapping[str, Any], now: float) -> Commit:
@@ -465,6 +493,7 @@ def resume_node(
     action: str | None,
     evaluator: Evaluator,
     now: float,
+    bare_outputs: bool = False,
 ) -> Commit:
     """A client resumes a waiting node: it completes with `output` and routes by `action`.
 
@@ -472,13 +501,27 @@ def resume_node(
     run that is not waiting there raises RunStateError.
     """
     node_id = _awaited_node(state, bp, node_id)
+    completion = NodeCompletion(output=json_safe(output), action=action)
+    return resume_with(state, bp, node_id, completion, evaluator, now, bare_outputs)
+
+
+def resume_with(
+    state: RunState,
+    bp: Blueprint,
+    node_id: str,
+    completion: NodeCompletion,
+    evaluator: Evaluator,
+    now: float,
+    bare_outputs: bool = False,
+) -> Commit:
+    """Complete the waiting `node_id` with `completion` (a wait's resume, a subflow's child end)."""
     if node_id in state.meta.results:
         return Commit(state, {}, frozenset(), (), None)
     outstanding = dict(state.meta.outstanding)
     outstanding[node_id] = outstanding.get(node_id, 0) + 1
     status = RUNNING if state.meta.status == AWAITING else state.meta.status
     waking = replace(state, meta=replace(state.meta, outstanding=outstanding, status=status))
-    commit = commit_node(waking, bp, node_id, NodeCompletion(output=output, action=action), evaluator, now)
+    commit = commit_node(waking, bp, node_id, completion, evaluator, now, bare_outputs=bare_outputs)
     if commit.final is None and state.meta.status == AWAITING and commit.state.status == RUNNING:
         commit = replace(commit, final=FinalStatus(RUNNING))
     return commit
@@ -547,7 +590,8 @@ def _commit_failure(
     meta = replace(state.meta, outstanding=outstanding)
     if meta.status in FINAL_STATUSES:
         return Commit(replace(state, meta=meta), {}, frozenset(), (), None)
-    meta = replace(meta, status=FAILED, reason=completion.error, touched_at=now)
+    meta = replace(meta, status=FAILED, reason=completion.error, touched_at=now,
+                   extra={**meta.extra, FAILED_NODE_KEY: node_id})
     return Commit(replace(state, meta=meta), {}, frozenset(), (), FinalStatus(FAILED, completion.error))
 
 
@@ -561,12 +605,16 @@ def _decrement(outstanding: Mapping[str, int], node_id: str) -> dict[str, int]:
     return result
 
 
-def _node_writes(node_id: str, completion: NodeCompletion) -> dict[str, Any]:
+def _node_writes(node_id: str, completion: NodeCompletion, bare_outputs: bool = False) -> dict[str, Any]:
     sets = {k: v for k, v in completion.context_sets.items() if k not in completion.context_deletes}
     output = defined_or_none(completion.output)
     sets[OUTPUTS_PREFIX + node_id] = output
+    if bare_outputs:
+        sets[node_id] = output
     if completion.fallback_node_id:
         sets[OUTPUTS_PREFIX + completion.fallback_node_id] = output
+        if bare_outputs:
+            sets[completion.fallback_node_id] = output
         if completion.catch_error is not None:
             sets[CATCH_ERROR_KEY] = dict(completion.catch_error)
     return sets
@@ -608,7 +656,7 @@ def route(
         if edge.condition is None:
             return True
         if scope is None:
-            scope = dict(context)
+            scope = expression_scope(bp, context)
             scope["result"] = {"output": completion.output, "action": completion.action}
         return truthy(evaluator.evaluate(edge.condition, scope))
 
@@ -663,7 +711,22 @@ def edge_input(
             source_value = context[key]
     if not edge.transform:
         return source_value
-    return evaluator.evaluate(edge.transform, {"input": source_value, "context": dict(context)})
+    return evaluator.evaluate(edge.transform, {"input": source_value, "context": expression_scope(bp, context)})
+
+
+def expression_scope(bp: Blueprint, context: Mapping[str, Any]) -> dict[str, Any]:
+    """The flat context an expression reads, with each completed node's output under its bare id.
+
+    TS in-memory stores that bare copy (conditions like `route.total > 5` rely on it); the
+    distributed engine does not store it (a run's item stays under 400 KB), so expressions
+    see it here, the same in both.
+    """
+    scope = dict(context)
+    for node_id in bp.node_by_id:
+        key = OUTPUTS_PREFIX + node_id
+        if key in context:
+            scope[node_id] = context[key]
+    return scope
 
 
 # --- reading a run ----------------------------------------------------------------------
@@ -676,4 +739,4 @@ def outstanding_jobs(state: RunState) -> list[str]:
 
 def public_context(state: RunState) -> dict[str, Any]:
     """The run's context as nodes and clients see it (a deep copy)."""
-    return copy.deepcopy(dict(state.context))
+    return json_safe(copy.deepcopy(dict(state.context)))  # never an internal `undefined`

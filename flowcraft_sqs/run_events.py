@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import events, protocol
-from .blueprint import Blueprint
-from .jsvalues import UNDEFINED, defined_or_none, truthy
+from .blueprint import Blueprint, Node
+from .jsvalues import UNDEFINED, defined_or_none, json_safe, truthy
 
 Event = tuple[str, dict[str, Any]]
 
@@ -23,7 +23,26 @@ def _base(run_id: str, bp: Blueprint | str) -> dict[str, Any]:
 
 
 def node_started(run_id: str, bp: Blueprint, node_id: str, node_input: Any) -> Event:
-    return events.NODE_START, {**_base(run_id, bp), "nodeId": node_id, "input": defined_or_none(node_input)}
+    return events.NODE_START, {**_base(run_id, bp), "nodeId": node_id, "input": defined_or_none(json_safe(node_input))}
+
+
+def readable_input(context: Mapping[str, Any], node: Node) -> Any:
+    """The node's input for `node:start`; an unreadable path (which fails the node) is null."""
+    try:
+        return protocol.resolve_node_input(context, node)
+    except protocol.InputPathError:
+        return None
+
+
+def batch_started(run_id: str, bp: Blueprint, scatter_id: str, gather_id: str, count: int) -> Event:
+    workers = [f"{scatter_id}_item_{i}" for i in range(count)]
+    return events.BATCH_START, {**_base(run_id, bp), "batchId": f"{run_id}:{scatter_id}",
+                                "scatterNodeId": scatter_id, "workerNodeIds": workers}
+
+
+def batch_finished(run_id: str, bp: Blueprint, scatter_id: str, gather_id: str, results: list[Any]) -> Event:
+    return events.BATCH_FINISH, {**_base(run_id, bp), "batchId": f"{run_id}:{scatter_id}",
+                                 "gatherNodeId": gather_id, "results": json_safe(results)}
 
 
 def workflow_event(kind: str, run_id: str, bp: Blueprint | str, **extra: Any) -> Event:
@@ -68,7 +87,7 @@ def edge_events(
         if edge.condition is None:
             continue
         if scope is None:
-            scope = dict(context)
+            scope = protocol.expression_scope(bp, context)
             scope["result"] = {"output": completion.output, "action": completion.action}
         passed = truthy(evaluator.evaluate(edge.condition, scope))
         described = _edge(edge)

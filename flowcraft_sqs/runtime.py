@@ -3,25 +3,31 @@
 It drives `protocol` exactly as the distributed worker does — plan, execute, commit,
 enqueue what the commit fired — with an in-memory queue instead of SQS, so a workflow
 behaves the same here and across machines (distributed routing, set-based joins,
-completion when nothing is outstanding).
+completion when nothing is outstanding). Built-ins are the steps of `builtin_steps`,
+shared with the engine. As TS in-memory does, each node's output is also written under
+its bare node id.
+
+A run that waits (`wait`, a `sleep` timer, a subflow whose child waits) returns
+`awaiting`; `resume` continues a wait, and `TimerScheduler` resumes due timers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from . import builtins, events, protocol, run_events
+from . import builtin_steps, builtins, events, protocol, run_events
 from .blueprint import Blueprint, load_blueprint
 from .completion import run_batch_chunk, run_node
 from .errors import RunStateError
 from .expressions import DefaultEvaluator
 from .nodes import is_cancelled
-from .protocol import JobAction, RunState
+from .protocol import JobAction, NodeCompletion, RunState
 
 
 @dataclass(frozen=True)
@@ -40,6 +46,10 @@ class WorkflowResult:
     reason: str | None = None
     awaiting: dict[str, Any] = field(default_factory=dict)  # node id -> what it waits for
     state: RunState | None = field(default=None, repr=False)  # to resume an awaiting run
+    # Awaiting subflow children (node id -> the child's result) and gathered batches not yet
+    # collected: what a resumed run continues from.
+    subflows: dict[str, WorkflowResult] = field(default_factory=dict, repr=False, compare=False)
+    batches: dict[str, list[Any]] = field(default_factory=dict, repr=False, compare=False)
 
 
 class FlowRuntime:
@@ -53,7 +63,7 @@ class FlowRuntime:
         evaluator: Any = None,
         middleware: Sequence[Any] = (),
         logger: Any = None,
-        clock: Callable[[], float] | None = None,
+        clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         event_bus: events.EventBus | None = None,
     ) -> None:
@@ -68,8 +78,9 @@ class FlowRuntime:
         self.middleware = list(middleware)
         self.logger = logger if logger is not None else logging.getLogger("flowcraft_sqs.runtime")
         self.event_bus = event_bus
-        self._clock = clock or (lambda: asyncio.get_running_loop().time())
-        self._sleep = sleep
+        self._clock = clock  # epoch seconds: sleep timers' `wakeUpAt` read as the engine's
+        self._sleep = sleep  # retry delays
+        self.scheduler = TimerScheduler(self, clock)
 
     def load(self, blueprint: Blueprint | Mapping[str, Any] | str) -> Blueprint:
         if isinstance(blueprint, str) and blueprint in self.blueprints:
@@ -90,12 +101,13 @@ class FlowRuntime:
     ) -> WorkflowResult:
         bp = self.load(blueprint)
         state = protocol.new_run(bp, run_id or uuid.uuid4().hex, initial_context or {}, self._clock())
-        run = _InProcessRun(self, bp, state, signal, _depth)
+        if _depth:
+            state = replace(state, meta=replace(state.meta, extra={"depth": _depth}))
+        run = _InProcessRun(self, bp, state, signal)
         # Upstream reports both at the start of every run.
         await run.emit(*run_events.workflow_event(events.WORKFLOW_START, state.run_id, bp))
         await run.emit(*run_events.workflow_event(events.WORKFLOW_RESUME, state.run_id, bp))
         return await run.drive()
-
 
     async def resume(
         self,
@@ -107,31 +119,130 @@ class FlowRuntime:
         action: str | None = None,
         signal: Any = None,
     ) -> WorkflowResult:
-        """Continue an `awaiting` run from its waiting node, routed by `action` (FIX: TS ignores it)."""
-        if result.state is None:
-            raise RunStateError(f"run '{result.run_id}' has no state to resume")
+        """Continue an `awaiting` run from its waiting node, routed by `action` (FIX: TS ignores it).
+
+        A subflow node waiting on its child resumes the child (naming the child's node, or
+        the subflow node, or none when one node waits), and completes when the child does.
+        """
+        state = _resumable(result)
         bp = self.load(blueprint)
-        commit = protocol.resume_node(result.state, bp, node_id, output, action, self.evaluator, self._clock())
-        run = _InProcessRun(self, bp, commit.state, signal)
-        await run.emit(*run_events.workflow_event(events.WORKFLOW_RESUME, commit.state.run_id, bp))
-        await run.report_commit(node_id or "", protocol.NodeCompletion(output=output, action=action), commit)
-        return await run.drive(list(commit.fired))
+        run = _InProcessRun(self, bp, state, signal, result)
+        await run.emit(*run_events.workflow_event(events.WORKFLOW_RESUME, state.run_id, bp))
+        subflow = _awaited_subflow(state, result, node_id)
+        if subflow is not None:
+            return await run.resume_subflow(subflow, None if node_id == subflow else node_id, output, action)
+        completion = NodeCompletion(output=output, action=action)
+        commit = protocol.resume_node(state, bp, node_id, output, action, self.evaluator, self._clock(),
+                                      bare_outputs=True)
+        return await run.continue_after(node_id or _only_awaited(state), completion, commit)
+
+    async def resume_timers(self, blueprint: Blueprint | Mapping[str, Any] | str, result: WorkflowResult,
+                            signal: Any = None) -> WorkflowResult:
+        """Continue the run's sleeps whose time has come; an awaiting run stays so until then."""
+        state = _resumable(result)
+        due = builtin_steps.due_timers(state, self._clock())
+        if not due:
+            return result
+        bp = self.load(blueprint)
+        run = _InProcessRun(self, bp, state, signal, result)
+        await run.emit(*run_events.workflow_event(events.WORKFLOW_RESUME, state.run_id, bp))
+        return await run.drive(due)
 
     def resume_sync(self, blueprint: Any, result: WorkflowResult, **kw: Any) -> WorkflowResult:
         return asyncio.run(self.resume(blueprint, result, **kw))
 
 
+def _resumable(result: WorkflowResult) -> RunState:
+    if result.state is None:
+        raise RunStateError(f"run '{result.run_id}' has no state to resume")
+    return result.state
+
+
+def _only_awaited(state: RunState) -> str:
+    return next(iter(state.meta.awaiting), "")
+
+
+def _awaited_subflow(state: RunState, result: WorkflowResult, node_id: str | None) -> str | None:
+    """The subflow node a resume goes through: named, waiting alone, or waiting on `node_id`."""
+    waiting = [n for n in state.meta.awaiting if n in result.subflows]
+    if node_id in waiting:
+        return node_id
+    if node_id is None:
+        return waiting[0] if len(waiting) == 1 and len(state.meta.awaiting) == 1 else None
+    for subflow in waiting:
+        child = result.subflows[subflow]
+        if child.state is not None and (node_id in child.state.meta.awaiting or _awaited_subflow(child.state, child, node_id)):
+            return subflow
+    return None
+
+
+class TimerScheduler:
+    """Resumes in-process runs whose sleep timers are due (upstream's `runtime.scheduler`).
+
+    A run that ends awaiting a timer is registered here by the runtime. `resume_due()` wakes
+    every run whose time has come, by the injected clock; `run()` polls until stopped.
+    """
+
+    def __init__(self, runtime: FlowRuntime, clock: Callable[[], float]) -> None:
+        self.runtime = runtime
+        self.clock = clock
+        self.pending: dict[str, tuple[Blueprint, WorkflowResult]] = {}
+        self.results: dict[str, WorkflowResult] = {}  # run id -> its latest result
+        self._stop = False
+
+    def add(self, bp: Blueprint, result: WorkflowResult) -> None:
+        self.results[result.run_id] = result
+        if result.state is not None and result.state.meta.timers and not result.state.is_final:
+            self.pending[result.run_id] = (bp, result)
+        else:
+            self.pending.pop(result.run_id, None)
+
+    def next_due(self) -> float | None:
+        dues = [due for _, r in self.pending.values() if r.state for due in r.state.meta.timers.values()]
+        return min(dues) if dues else None
+
+    async def resume_due(self) -> list[WorkflowResult]:
+        """Resume each run with a due timer once; returns their new results."""
+        now = self.clock()
+        woken: list[WorkflowResult] = []
+        for run_id, (bp, result) in list(self.pending.items()):
+            assert result.state is not None
+            if builtin_steps.due_timers(result.state, now):
+                del self.pending[run_id]
+                woken.append(await self.runtime.resume_timers(bp, result))
+        for result in woken:
+            self.results[result.run_id] = result
+        return woken
+
+    async def run(self, poll_s: float = 1.0, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                  until_idle: bool = False) -> None:
+        """Poll every `poll_s` (through `sleep`) until `stop()`, or until nothing is pending."""
+        self._stop = False
+        while not self._stop and not (until_idle and not self.pending):
+            await self.resume_due()
+            await sleep(poll_s)
+
+    def stop(self) -> None:
+        self._stop = True
+
+
 class _InProcessRun:
     """One run's loop: start every outstanding job, commit each as it finishes."""
 
-    def __init__(self, runtime: FlowRuntime, bp: Blueprint, state: RunState, signal: Any, depth: int = 0) -> None:
-        self.depth = depth  # how many subflows deep this run is
+    def __init__(self, runtime: FlowRuntime, bp: Blueprint, state: RunState, signal: Any,
+                 carried: WorkflowResult | None = None) -> None:
         self.rt = runtime
         self.bp = bp
         self.state = state
         self.signal = signal
         self.tasks: dict[asyncio.Task[Any], str] = {}
-        self.batch_results: dict[str, Any] = {}
+        self.batches: dict[str, list[Any]] = dict(carried.batches) if carried else {}
+        self.subflows: dict[str, WorkflowResult] = dict(carried.subflows) if carried else {}
+
+    @property
+    def depth(self) -> int:
+        """How many subflows deep this run is."""
+        return int(self.state.meta.extra.get("depth", 0))
 
     async def drive(self, start: list[str] | None = None) -> WorkflowResult:
         for node_id in protocol.outstanding_jobs(self.state) if start is None else start:
@@ -144,15 +255,39 @@ class _InProcessRun:
             if is_cancelled(self.signal) and not self.state.is_final:
                 self._apply(protocol.end_run(self.state, protocol.CANCELLED, "Workflow cancelled", self.rt._clock()))
         result = self._result()
+        if result.state is not None and result.state.meta.timers:
+            self.rt.scheduler.add(self.bp, result)
         for event in run_events.finished(result.run_id, self.bp, result.status, result.reason):
             await self.emit(*event)
         return result
+
+    async def continue_after(self, node_id: str, completion: NodeCompletion, commit: protocol.Commit) -> WorkflowResult:
+        """Go on from a commit made outside the loop (a resume): report it, start what it fired."""
+        self._apply(commit)
+        await self.report_commit(node_id, completion, commit)
+        return await self.drive(list(commit.fired))
+
+    async def resume_subflow(self, node_id: str, child_node: str | None, output: Any, action: str | None) -> WorkflowResult:
+        """Resume the child a subflow node waits on; the node completes, fails or waits with it."""
+        child = self.subflows.pop(node_id)
+        child_bp = self.rt.load(str(self.bp.node_by_id[node_id].params.get("blueprintId")))
+        child = await self.rt.resume(child_bp, child, node_id=child_node, output=output, action=action, signal=self.signal)
+        completion = self._subflow_outcome(self.bp.node_by_id[node_id], child_bp, child)
+        assert completion is not None  # a resumed in-process child always ends in a status
+        if completion.awaiting is not None:
+            self.subflows[node_id] = child
+            meta = replace(self.state.meta, awaiting={**self.state.meta.awaiting, node_id: completion.awaiting})
+            self.state = replace(self.state, meta=meta)
+            return self._result()
+        commit = protocol.resume_with(self.state, self.bp, node_id, completion, self.rt.evaluator,
+                                      self.rt._clock(), bare_outputs=True)
+        return await self.continue_after(node_id, completion, commit)
 
     async def emit(self, type_: str, payload: Mapping[str, Any]) -> None:
         if self.rt.event_bus is not None:
             await events.emit(self.rt.event_bus, type_, payload)
 
-    async def report_commit(self, node_id: str, completion: protocol.NodeCompletion, commit: protocol.Commit) -> None:
+    async def report_commit(self, node_id: str, completion: NodeCompletion, commit: protocol.Commit) -> None:
         if self.rt.event_bus is None:
             return
         for event in run_events.node_settled(self.state.run_id, self.bp, node_id, completion, commit, self.rt.evaluator):
@@ -170,29 +305,31 @@ class _InProcessRun:
         task = asyncio.ensure_future(self._started(node_id, uses))
         self.tasks[task] = node_id
 
-    async def _started(self, node_id: str, builtin: str | None) -> protocol.NodeCompletion:
+    async def _started(self, node_id: str, builtin: str | None) -> NodeCompletion:
         if self.rt.event_bus is not None:
-            node_input = protocol.resolve_node_input(self.state.context, self.bp.node_by_id[node_id])
+            node_input = run_events.readable_input(self.state.context, self.bp.node_by_id[node_id])
             await self.emit(*run_events.node_started(self.state.run_id, self.bp, node_id, node_input))
-        return await self._execute(node_id, builtin)
+        try:
+            return await self._execute(node_id, builtin)
+        except protocol.InputPathError as exc:
+            return builtin_steps.failed(self.bp.node_by_id[node_id], str(exc))
 
-    def _instant_builtin(self, node: Any) -> protocol.NodeCompletion:
-        if node.uses == builtins.WAIT:
-            return protocol.NodeCompletion(awaiting=builtins.WAIT_DETAILS)
-        output, action = builtins.loop_decision(node.params, self.state.context, self.rt.evaluator)
-        return protocol.NodeCompletion(output=output, action=action)
-
-    async def _execute(self, node_id: str, builtin: str | None = None) -> protocol.NodeCompletion:
-        if builtin in (builtins.WAIT, builtins.LOOP_CONTROLLER):
-            return self._instant_builtin(self.bp.node_by_id[node_id])
+    async def _execute(self, node_id: str, builtin: str | None = None) -> NodeCompletion:
+        node = self.bp.node_by_id[node_id]
+        if builtin == builtins.WAIT:
+            return builtin_steps.wait_step(node)
+        if builtin == builtins.LOOP_CONTROLLER:
+            return builtin_steps.loop_step(self.bp, node, self.state.context, self.rt.evaluator)
         if builtin == builtins.SLEEP:
-            return await self._sleep(node_id)
+            # Woken early (never by the scheduler, which wakes due timers only): wait on.
+            return builtin_steps.sleep_step(self.state, node, self.rt._clock()) or NodeCompletion(
+                timer_due=self.state.meta.timers[node_id])
         if builtin == builtins.SUBFLOW:
             return await self._subflow(node_id)
         if builtin == builtins.BATCH_SCATTER:
             return await self._scatter(node_id)
         if builtin == builtins.BATCH_GATHER:
-            return self._gather(node_id)
+            return await self._gather(node_id)
         rt = self.rt
         return await run_node(
             self.bp, node_id, dict(self.state.context), self.state.run_id, rt.user_registry,
@@ -203,57 +340,58 @@ class _InProcessRun:
         # As upstream, every node gets the runtime's logger among its dependencies.
         return {**self.rt.dependencies, "logger": self.rt.logger}
 
-    async def _sleep(self, node_id: str) -> protocol.NodeCompletion:
+    async def _subflow(self, node_id: str) -> NodeCompletion:
+        """The child runs here, to its end or until it waits (then this node waits with it)."""
         node = self.bp.node_by_id[node_id]
-        try:
-            seconds = builtins.sleep_seconds(node.params.get("duration"))
-        except ValueError as exc:
-            return protocol.NodeCompletion(error=f"Node '{node_id}' failed: {exc}")
-        await self.rt._sleep(seconds)
-        return protocol.NodeCompletion(output=protocol.resolve_node_input(self.state.context, node))
+        start = builtin_steps.subflow_start(self.state, node, self.rt.blueprints, self.depth)
+        if isinstance(start, NodeCompletion):
+            return start
+        child = await self.rt.run(start.blueprint, start.context, run_id=start.run_id, signal=self.signal,
+                                  _depth=self.depth + 1)
+        completion = self._subflow_outcome(node, start.blueprint, child)
+        assert completion is not None  # an in-process child always ends in a status
+        if completion.awaiting is not None:
+            self.subflows[node_id] = child
+        return completion
 
-    async def _subflow(self, node_id: str) -> protocol.NodeCompletion:
-        node = self.bp.node_by_id[node_id]
-        child_bp = self.rt.blueprints.get(str(node.params.get("blueprintId")))
-        if child_bp is None:
-            missing = node.params.get("blueprintId")
-            return protocol.NodeCompletion(error=f"Node '{node_id}' failed: subflow blueprint {missing!r} is not registered")
-        if self.depth >= builtins.MAX_SUBFLOW_DEPTH:
-            return protocol.NodeCompletion(error=f"Node '{node_id}' failed: subflows nested deeper than {builtins.MAX_SUBFLOW_DEPTH}")
-        node_input = protocol.resolve_node_input(self.state.context, node)
-        initial = builtins.subflow_initial_context(node.params, self.state.context, node_input, child_bp)
-        child_id = builtins.subflow_run_id(self.state.run_id, node_id)
-        result = await self.rt.run(child_bp, initial, run_id=child_id, signal=self.signal, _depth=self.depth + 1)
-        if result.status != protocol.COMPLETED:
-            reason = result.reason or result.status
-            return protocol.NodeCompletion(error=f"Node '{node_id}' failed: subflow '{child_bp.id}' {result.status}: {reason}")
-        output, writes = builtins.subflow_output(node.params, result.context, child_bp)
-        return protocol.NodeCompletion(output=output, context_sets=writes)
+    def _subflow_outcome(self, node: Any, child_bp: Blueprint, child: WorkflowResult) -> NodeCompletion | None:
+        context = child.state.context if child.state is not None else child.context
+        return builtin_steps.subflow_step(node, child_bp, child.status, child.reason, context, child.awaiting)
 
-    async def _scatter(self, node_id: str) -> protocol.NodeCompletion:
-        """In-process, a batch runs as one chunk; its results wait here for the gather."""
+    async def _scatter(self, node_id: str) -> NodeCompletion:
+        """In-process, every chunk runs here; their results wait for the gather."""
         node = self.bp.node_by_id[node_id]
-        items = protocol.resolve_node_input(self.state.context, node)
-        if not isinstance(items, list):
-            return protocol.NodeCompletion(error=f"Node '{node_id}' failed: batch-scatter input must be an array")
-        rt = self.rt
-        chunk = {builtins.CHUNK_ITEMS_KEY: items, builtins.CHUNK_OFFSET_KEY: 0}
-        done = await run_batch_chunk(self.bp, node, chunk, self.state.run_id, rt.user_registry, self._dependencies(),
-                                     rt.middleware, self.signal, rt._sleep, rt.logger)
-        if done.failed:
-            return done
+        chunks = builtin_steps.scatter_chunks(self.state, node)
+        if isinstance(chunks, NodeCompletion):
+            return chunks
         gather = str(node.params.get("gatherNodeId"))
-        self.batch_results[gather] = done.output
-        return protocol.NodeCompletion(output={"gatherNodeId": gather, "hasMore": False, "chunks": 1, "count": len(items)})
+        await self.emit(*run_events.batch_started(self.state.run_id, self.bp, node_id, gather, sum(map(len, chunks))))
+        rt = self.rt
+        results: list[Any] = []
+        offset = 0
+        for items in chunks:
+            chunk = {builtins.CHUNK_ITEMS_KEY: items, builtins.CHUNK_OFFSET_KEY: offset}
+            done = await run_batch_chunk(self.bp, node, chunk, self.state.run_id, rt.user_registry,
+                                         self._dependencies(), rt.middleware, self.signal, rt._sleep, rt.logger)
+            if done.failed:
+                return done
+            results.extend(done.output)
+            offset += len(items)
+        self.batches[gather] = results
+        return builtin_steps.scatter_completion(node, chunks)
 
-    def _gather(self, node_id: str) -> protocol.NodeCompletion:
-        results = self.batch_results.pop(node_id, [])
-        key = str(self.bp.node_by_id[node_id].params.get("outputKey") or node_id)
-        return protocol.NodeCompletion(output=results, context_sets={key: results})
+    async def _gather(self, node_id: str) -> NodeCompletion:
+        node = self.bp.node_by_id[node_id]
+        if node_id not in self.batches:
+            return builtin_steps.no_scatter_ran(node)
+        results = self.batches.pop(node_id)
+        scatter = builtins.scatter_for(self.bp, node_id) or ""
+        await self.emit(*run_events.batch_finished(self.state.run_id, self.bp, scatter, node_id, results))
+        return builtin_steps.gather_completion(node, results)
 
-    async def _commit(self, node_id: str, completion: protocol.NodeCompletion) -> None:
+    async def _commit(self, node_id: str, completion: NodeCompletion) -> None:
         commit = protocol.commit_node(
-            self.state, self.bp, node_id, completion, self.rt.evaluator, self.rt._clock()
+            self.state, self.bp, node_id, completion, self.rt.evaluator, self.rt._clock(), bare_outputs=True
         )
         self._apply(commit)
         await self.report_commit(node_id, completion, commit)
@@ -265,16 +403,18 @@ class _InProcessRun:
 
     def _result(self) -> WorkflowResult:
         state = self.state
-        status = state.status
         errors = []
-        if status == protocol.FAILED and state.meta.reason:
-            errors.append(WorkflowError(state.meta.reason, blueprint_id=self.bp.id))
+        if state.status == protocol.FAILED and state.meta.reason:
+            failed_node = state.meta.extra.get(protocol.FAILED_NODE_KEY)
+            errors.append(WorkflowError(state.meta.reason, node_id=failed_node, blueprint_id=self.bp.id))
         return WorkflowResult(
-            status=status,
+            status=state.status,
             context=protocol.public_context(state),
             errors=errors,
             run_id=state.run_id,
             reason=state.meta.reason,
-            awaiting={k: dict(v) for k, v in state.meta.awaiting.items()},
+            awaiting=protocol.awaiting_details(state.meta),
             state=state,
+            subflows=dict(self.subflows),
+            batches=dict(self.batches),
         )

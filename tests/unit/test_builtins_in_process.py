@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -71,21 +72,60 @@ def test_a_repeated_resume_is_harmless() -> None:
     assert again.context == done.context
 
 
-def test_sleep_waits_its_duration_and_passes_its_input_through() -> None:
-    slept: list[float] = []
+class FakeClock:
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
 
-    async def fake_sleep(seconds: float) -> None:
-        slept.append(seconds)
+    def __call__(self) -> float:
+        return self.now
 
-    runtime = FlowRuntime(registry={"const": const}, sleep=fake_sleep)
-    bp = {
-        "id": "nap",
-        "nodes": [{"id": "a", "uses": "const", "params": {"value": 7}}, {"id": "z", "uses": "sleep", "params": {"duration": "2m"}}],
-        "edges": [{"source": "a", "target": "z"}],
-    }
+
+NAP = {
+    "id": "nap",
+    "nodes": [{"id": "a", "uses": "const", "params": {"value": 7}}, {"id": "z", "uses": "sleep", "params": {"duration": "2m"}}],
+    "edges": [{"source": "a", "target": "z"}],
+}
+
+
+def test_sleep_marks_the_run_awaiting_a_timer_with_its_wake_up_time() -> None:
+    clock = FakeClock()
+    runtime = FlowRuntime(registry={"const": const}, clock=clock)
+    result = runtime.run_sync(NAP)
+    assert result.status == "awaiting"
+    assert result.awaiting == {"z": {"reason": "timer", "wakeUpAt": 1120.0}}
+    assert "_outputs.z" not in result.context
+
+
+def test_the_scheduler_resumes_a_due_timer_and_the_sleep_passes_its_input_through() -> None:
+    clock = FakeClock()
+    runtime = FlowRuntime(registry={"const": const}, clock=clock)
+
+    async def scenario() -> list[Any]:
+        await runtime.run(NAP)
+        clock.now += 60
+        early = await runtime.scheduler.resume_due()
+        clock.now += 60
+        return [early, await runtime.scheduler.resume_due()]
+
+    early, woken = asyncio.run(scenario())
+    assert early == []
+    assert [r.status for r in woken] == ["completed"]
+    assert woken[0].context["_outputs.z"] == 7
+    assert runtime.scheduler.pending == {}
+
+
+def test_resuming_timers_before_they_are_due_changes_nothing() -> None:
+    clock = FakeClock()
+    runtime = FlowRuntime(registry={"const": const}, clock=clock)
+    paused = runtime.run_sync(NAP)
+    assert asyncio.run(runtime.resume_timers(NAP, paused)) is paused
+
+
+def test_a_sleep_of_zero_passes_through_at_once() -> None:
+    runtime = FlowRuntime(registry={"const": const})
+    bp = {**NAP, "nodes": [NAP["nodes"][0], {"id": "z", "uses": "sleep", "params": {"duration": 0}}]}
     result = runtime.run_sync(bp)
     assert result.status == "completed"
-    assert slept == [120.0]
     assert result.context["_outputs.z"] == 7
 
 

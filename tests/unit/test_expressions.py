@@ -150,14 +150,22 @@ def test_double_dot_reads_the_empty_string_key() -> None:
     assert js("a..b", {"a": {"": {"b": 7}}}) == 7
 
 
-def test_true_is_a_key_lookup_not_a_literal() -> None:
-    # spec §5.1: the condition "true" is falsy unless the context has a key `true`
-    assert js("true", {}) is UNDEFINED
-    assert js("true", {"true": "yes"}) == "yes"
-    assert js("null", {}) is UNDEFINED
-    assert js("1", {"1": "one"}) == "one"
-    # In the subset, where the text is not a bare path, `true` is the literal.
+def test_true_false_null_and_numbers_are_literals_under_the_default_evaluator() -> None:
+    # FIX: TS's PropertyEvaluator reads "true" as a context key, so `condition: "true"` never
+    # holds; the default evaluator reads these as JavaScript does.
+    assert js("true", {}) is True
+    assert js("true", {"true": "yes"}) is True
+    assert js("false", {}) is False
+    assert js("null", {}) is None
+    assert js("1", {"1": "one"}) == 1
+    assert js("1.5", {}) == 1.5
     assert js("x === true", {"x": True}) is True
+
+
+def test_the_property_evaluator_still_reads_true_as_a_key_as_ts() -> None:
+    assert property_evaluate("true", {}) is UNDEFINED
+    assert property_evaluate("true", {"true": "yes"}) == "yes"
+    assert property_evaluate("1", {"1": "one"}) == "one"
 
 
 def test_numeric_segments_index_arrays_and_strings() -> None:
@@ -287,8 +295,8 @@ def test_property_evaluate_never_raises_on_odd_inputs() -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["a", "a.b", "a.b.c", "items.0", "items.1.x", "items.length", "s.length", "s.0", "true"]
-    + ["null", "1", "1.5", "", "...", "a..b", ".a", "a.", "n.x", "u.x", "constructor", "123start"],
+    ["a", "a.b", "a.b.c", "items.0", "items.1.x", "items.length", "s.length", "s.0"]
+    + ["", "...", "a..b", ".a", "a.", "n.x", "u.x", "constructor", "123start"],
 )
 def test_default_evaluator_gives_the_ts_result_for_every_property_path(text: str) -> None:
     scope = {
