@@ -1,12 +1,14 @@
 """Built-in nodes that the protocol itself carries out: wait, sleep, loop-controller, subflow.
 
-They run no user code, so the engine performs them where it plans a job, with no executor
-and no worker held while a run waits:
+Their steps are in `builtin_steps`, shared by the in-process runtime and the engine. They
+run no user code, so the engine performs them where it plans a job, with no executor and
+no worker held while a run waits:
 
 - `wait` parks its node as *awaiting* until a client resumes it with an action and output.
-- `sleep` records a due time and re-sends its own job with an SQS delay (at most 15
-  minutes per hop, re-delayed for longer) until the time has come; then it passes its
-  input through.
+- `sleep` records a due time (the run is `awaiting` a timer once nothing else runs) and
+  re-sends its own job with an SQS delay (at most 15 minutes per hop, re-delayed for
+  longer) until the time has come; then it passes its input through. In process the
+  runtime's `TimerScheduler` resumes it.
 - `loop-controller` evaluates its condition; `continue` resets the loop body so it runs
   again; a `maxIterations` guard (default 1000) fails the run with a clear reason.
 - `subflow` starts the child blueprint as a run of its own (id `<parent>:<node>`), and

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 import pytest
 
 from flowcraft_sqs import FlowRuntime
-from flowcraft_sqs.blueprint import load_blueprint
+from flowcraft_sqs.blueprint import load_blueprint, load_blueprints
 from flowcraft_sqs.expressions import DefaultEvaluator
 from tests.cases.behaviours import Behaviours
 from tests.cases.distributed import run_distributed
@@ -40,12 +41,41 @@ def check_expectations(expect: dict[str, Any], status: str, context: dict[str, A
         assert behaviours.sleeps_ms == expect["sleeps_ms"]
 
 
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def run_in_process(case: dict[str, Any], behaviours: Behaviours) -> Any:
+    """Run a case to its end: due timers are woken by moving the clock, waits are resumed
+    with the case's `resume` steps, in order."""
+    clock = FakeClock()
+    runtime = FlowRuntime(registry=behaviours.registry, blueprints=case.get("blueprints"),
+                          sleep=behaviours.fake_sleep, clock=clock)
+    result = await runtime.run(case["blueprint"], case["initialContext"])
+    resumes = list(case.get("resume", []))
+    while result.status == "awaiting":
+        timers = [d["wakeUpAt"] for d in result.awaiting.values() if d.get("reason") == "timer"]
+        if timers:
+            clock.now = max(clock.now, min(timers))
+            result = await runtime.resume_timers(case["blueprint"], result)
+        elif resumes:
+            step = resumes.pop(0)
+            result = await runtime.resume(case["blueprint"], result, node_id=step["node"],
+                                          action=step.get("action"), output=step.get("output"))
+        else:
+            break
+    return result
+
+
 @pytest.mark.parametrize("path", CASES, ids=lambda p: p.stem)
 def test_case_runs_in_process_as_expected(path: Path) -> None:
     case = _load(path)
     behaviours = Behaviours()
-    runtime = FlowRuntime(registry=behaviours.registry, sleep=behaviours.fake_sleep)
-    result = runtime.run_sync(case["blueprint"], case["initialContext"])
+    result = asyncio.run(asyncio.wait_for(run_in_process(case, behaviours), 30))
     check_expectations(case["expect"], result.status, result.context, result.reason, behaviours)
 
 
@@ -56,9 +86,12 @@ def test_case_runs_distributed_as_expected(path: Path, duplicate: bool) -> None:
     behaviours = Behaviours()
     evaluator = DefaultEvaluator()
     bp = load_blueprint(case["blueprint"], registry=behaviours.registry, evaluator=evaluator)
+    children = load_blueprints(case.get("blueprints", {}), registry=behaviours.registry, evaluator=evaluator)
     state, statuses = run_distributed(
-        bp, behaviours.registry, case["initialContext"], evaluator, duplicate, behaviours.fake_sleep
+        bp, behaviours.registry, case["initialContext"], evaluator, duplicate, behaviours.fake_sleep,
+        children=children, resumes=case.get("resume", []),
     )
     check_expectations(case["expect"], state.status, dict(state.context), state.meta.reason, behaviours)
-    assert statuses.publish_writes == 1, "the final status is written exactly once"
+    child_runs = sum(1 for run_id in statuses.items if run_id.startswith(state.run_id + ":"))
+    assert statuses.publish_writes == 1 + child_runs, "each run's final status is written exactly once"
     assert statuses.items[state.run_id]["status"] == case["expect"]["status"]

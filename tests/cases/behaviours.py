@@ -23,6 +23,8 @@ class Behaviours:
             "set_context": self.set_context,
             "read_context": self.read_context,
             "nothing": self.nothing,
+            "double": self.double,
+            "increment": self.increment,
         }
 
     async def fake_sleep(self, seconds: float) -> None:
@@ -70,3 +72,13 @@ class Behaviours:
     def nothing(self, ctx: Any) -> None:
         self._count(ctx)
         return None
+
+    def double(self, ctx: Any) -> dict[str, Any]:
+        self._count(ctx)
+        return {"output": ctx.input * 2}
+
+    def increment(self, ctx: Any) -> dict[str, Any]:
+        self._count(ctx)
+        count = ctx.context.get_sync("count", 0) + 1
+        ctx.context.set_sync("count", count)
+        return {"output": count}

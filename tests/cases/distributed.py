@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from flowcraft_sqs import protocol
+from flowcraft_sqs import builtins, protocol
 from flowcraft_sqs.blueprint import Blueprint
 from flowcraft_sqs.completion import run_node
 from flowcraft_sqs.engine import Engine, perform
@@ -54,18 +54,38 @@ def run_distributed(
     duplicate: bool = False,
     sleep: Any = asyncio.sleep,
     event_bus: Any = None,
+    children: Mapping[str, Blueprint] | None = None,
+    resumes: Sequence[Mapping[str, Any]] = (),
 ) -> tuple[protocol.RunState, MemoryStatusTable]:
+    """Run `bp` to its end; each of `resumes` resumes the run (or a subflow child) waiting
+    on its node, as a client would, once the queue is empty."""
     clock = FakeClock()
     store, statuses, queue = MemoryRunStore(), MemoryStatusTable(), DuplicatingQueue(duplicate, clock)
-    engine = Engine({bp.id: bp}, store, evaluator, clock=clock, event_bus=event_bus)
+    engine = Engine({**(children or {}), bp.id: bp}, store, evaluator, clock=clock, event_bus=event_bus)
     run_id = uuid.uuid4().hex
     store.create_run(protocol.new_run(bp, run_id, initial_context, clock()))
     statuses.start(run_id, clock())
     queue.send_jobs([Job(run_id, bp.id, node_id) for node_id in bp.start_node_ids])
     drain(engine, queue, statuses, clock, registry, sleep)
+    for step in resumes:
+        waiting = _run_awaiting(store, bp, run_id, str(step["node"]))
+        effects = engine.resume(waiting, str(step["node"]), step.get("action"), step.get("output"))
+        perform(effects, queue, statuses, clock)
+        drain(engine, queue, statuses, clock, registry, sleep)
     state = store.get(run_id)
     assert state is not None
     return state, statuses
+
+
+def _run_awaiting(store: MemoryRunStore, bp: Blueprint, run_id: str, node_id: str) -> str:
+    """The run, or one of its subflow children, that waits on `node_id`."""
+    children = [builtins.subflow_run_id(run_id, n.id) for n in bp.nodes if n.uses == builtins.SUBFLOW]
+    candidates = [run_id, *children]
+    for candidate in candidates:
+        state = store.get(candidate)
+        if state is not None and node_id in state.meta.awaiting:
+            return candidate
+    raise AssertionError(f"no run waits on node '{node_id}'")
 
 
 def drain(
