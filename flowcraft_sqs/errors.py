@@ -8,17 +8,54 @@ from __future__ import annotations
 
 
 class FlowcraftError(Exception):
-    """Base of every error this package raises on purpose."""
+    """Base of every error this package raises on purpose.
+
+    It carries, where known, the node, blueprint and run (`execution_id`) at fault, and
+    whether the failure is fatal (no retry or fallback can help), as TS's FlowcraftError.
+    `cause` is the exception this one wraps (also set as `__cause__`).
+    """
+
+    def __init__(
+        self,
+        *args: object,
+        node_id: str | None = None,
+        blueprint_id: str | None = None,
+        execution_id: str | None = None,
+        is_fatal: bool = False,
+        cause: BaseException | None = None,
+    ) -> None:
+        super().__init__(*args)
+        self.node_id = node_id
+        self.blueprint_id = blueprint_id
+        self.execution_id = execution_id
+        self.is_fatal = is_fatal
+        if cause is not None:
+            self.__cause__ = cause
+
+    @property
+    def cause(self) -> BaseException | None:
+        return self.__cause__
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Subclasses take other constructor arguments than their `args`; rebuilding from
+        # args and attributes lets every error cross a process boundary intact.
+        return (_restore_error, (type(self), self.args, dict(self.__dict__)))
+
+
+def _restore_error(cls: type[FlowcraftError], args: tuple[object, ...], state: dict[str, object]) -> FlowcraftError:
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(state)
+    return error
 
 
 class BlueprintError(FlowcraftError):
     """A blueprint is malformed; the message names the blueprint and the node or edge."""
 
     def __init__(self, blueprint_id: str, problems: list[str]) -> None:
-        self.blueprint_id = blueprint_id
         self.problems = list(problems)
         joined = "; ".join(self.problems)
-        super().__init__(f"Blueprint '{blueprint_id}' is invalid: {joined}")
+        super().__init__(f"Blueprint '{blueprint_id}' is invalid: {joined}", blueprint_id=blueprint_id)
 
 
 class ExpressionError(FlowcraftError):
@@ -29,10 +66,9 @@ class NodeFailure(FlowcraftError):
     """A node failed after its retries and fallback. `reason` is the run's failure reason."""
 
     def __init__(self, node_id: str, message: str, *, fatal: bool = False) -> None:
-        self.node_id = node_id
         self.original_message = message
         self.fatal = fatal
-        super().__init__(f"Node '{node_id}' failed: {message}")
+        super().__init__(f"Node '{node_id}' failed: {message}", node_id=node_id, is_fatal=fatal)
 
 
 class ValueNotStorable(FlowcraftError):
@@ -48,7 +84,8 @@ class ContextTooLarge(FlowcraftError):
         self.limit_bytes = limit_bytes
         super().__init__(
             f"Run '{run_id}' context would be {size_bytes} bytes, over the "
-            f"{limit_bytes}-byte DynamoDB item limit"
+            f"{limit_bytes}-byte DynamoDB item limit",
+            execution_id=run_id,
         )
 
 
