@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from . import events as ev
+from . import protocol
 from .blueprint import Blueprint
 
 COMPLETED = "completed"
@@ -155,9 +156,9 @@ def _from_result(chart: _Chart, result: Any) -> tuple[dict[str, str], set[int]]:
     states = {node_id: COMPLETED for node_id in (meta.results if meta else ())}
     awaiting = dict(meta.awaiting) if meta else dict(result.awaiting or {})
     states.update({node_id: AWAITING for node_id in [*awaiting, *(meta.timers if meta else ())]})
-    failed = _FAILED_NODE.match(result.reason or "") if result.status == FAILED else None
-    if failed:
-        states[failed.group("id")] = FAILED
+    failed_node = _failed_node(result, meta)
+    if failed_node:
+        states[failed_node] = FAILED
     _mark_skipped(chart, states, result.status)
     fired = {(src, dst) for src, rec in (meta.results.items() if meta else ()) for dst in rec.get("f") or ()}
     reached = {n for n, s in states.items() if s != SKIPPED}
@@ -166,6 +167,15 @@ def _from_result(chart: _Chart, result: Any) -> tuple[dict[str, str], set[int]]:
              or (states.get(str(e.get("source"))) == COMPLETED and e.get("target") in reached
                  and not e.get("condition"))}
     return states, taken
+
+
+def _failed_node(result: Any, meta: Any) -> str | None:
+    """The node whose failure ended the run: recorded by the protocol, else named in the reason."""
+    if result.status != FAILED:
+        return None
+    recorded = meta.extra.get(protocol.FAILED_NODE_KEY) if meta else None
+    named = _FAILED_NODE.match(result.reason or "")
+    return recorded or (named.group("id") if named else None)
 
 
 def _event_parts(event: Any) -> tuple[str, Mapping[str, Any]]:

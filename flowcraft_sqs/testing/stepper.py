@@ -56,7 +56,7 @@ class WorkflowStepper:
         self.run_id = uuid.uuid4().hex
         self._initial_context = dict(initial_context)
         self._batch_results: dict[str, Any] = {}  # gather node id -> the batch's results
-        self.history: list[RunState] = []
+        self.history: list[tuple[RunState, dict[str, Any]]] = []  # (state, batch results) before each step
         self.state = self._fresh_state()
 
     # --- reading ------------------------------------------------------------------------
@@ -92,7 +92,7 @@ class WorkflowStepper:
         ready = self.ready_nodes()[:concurrency] if concurrency else self.ready_nodes()
         if not ready:
             return self.result()  # awaiting: only a resume moves it on
-        self.history.append(self.state)
+        self._remember()
         if len(self.history) == 1:  # as a whole run, the first step reports both
             await self._emit(*run_events.workflow_event(events.WORKFLOW_START, self.run_id, self.bp))
             await self._emit(*run_events.workflow_event(events.WORKFLOW_RESUME, self.run_id, self.bp))
@@ -108,7 +108,7 @@ class WorkflowStepper:
     async def resume(self, node_id: str | None = None, output: Any = None,
                      action: str | None = None) -> WorkflowResult:
         """Complete a waiting node with `output`, routed by `action`; its successors become ready."""
-        self.history.append(self.state)
+        self._remember()
         waiting = node_id or next(iter(self.state.meta.awaiting), "")
         commit = protocol.resume_node(self.state, self.bp, node_id, output, action, self.runtime.evaluator,
                                       self._clock(), bare_outputs=True)
@@ -120,7 +120,8 @@ class WorkflowStepper:
         """Go back to the state before the last step; None if there is none."""
         if not self.history:
             return None
-        self.state = self.history.pop()
+        self.state, batches = self.history.pop()
+        self._batch_results = dict(batches)
         return self.result()
 
     def reset(self) -> None:
@@ -142,6 +143,9 @@ class WorkflowStepper:
         return WorkflowResult(status=status, context=self.context, errors=errors, run_id=state.run_id,
                               reason=state.meta.reason, awaiting=protocol.awaiting_details(state.meta),
                               state=state)
+
+    def _remember(self) -> None:
+        self.history.append((self.state, dict(self._batch_results)))
 
     # --- one node -------------------------------------------------------------------------
 

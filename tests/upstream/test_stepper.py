@@ -201,3 +201,14 @@ def test_a_batch_scatters_in_one_step_and_gathers_in_the_next() -> None:
     assert step(stepper).status == "stalled"
     assert step(stepper).status == "completed"
     assert stepper.context["results"] == ["A", "B"]
+
+
+def test_prev_after_a_gather_lets_the_gather_run_again() -> None:
+    flow = create_flow("batch").batch("upper", lambda c: {"output": c.input.upper()}, input_key="items",
+                                      output_key="results")
+    stepper = stepper_for(flow, {"items": ["a"]})
+    step(stepper)
+    step(stepper)
+    back(stepper)
+    assert step(stepper).status == "completed"
+    assert stepper.context["results"] == ["A"]
