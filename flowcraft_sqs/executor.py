@@ -42,6 +42,7 @@ import faulthandler
 import inspect
 import logging
 import os
+import random
 import signal
 import struct
 import sys
@@ -83,6 +84,9 @@ RESULT_FLUSH_S: Final = 0.002
 TAKE_WAIT_S: Final = 0.25
 #: RSS is checked at most this often (s): psutil costs ~10 us a call.
 MEMORY_CHECK_INTERVAL_S: Final = 1.0
+#: Executors recycle after --max-nodes-per-executor plus a random share of up to this
+#: fraction of it, so executors started together are not all replaced at once.
+RECYCLE_JITTER: Final = 0.1
 #: prctl(2): deliver a signal to this process when its parent dies.
 PR_SET_PDEATHSIG: Final = 1
 
@@ -324,6 +328,8 @@ class Executor:
         self.recycle_reason: str | None = None  # drain, then exit to be replaced
         self.parent_gone = False
         self.executed = 0
+        limit = settings.max_nodes_per_executor
+        self.max_nodes = limit + random.randint(0, int(limit * RECYCLE_JITTER)) if limit else 0
         self._memory_checked_at = 0.0
         self._pending: dict[int, list[bytes]] = {}
         self._pending_entries: list[int] = []
@@ -343,8 +349,8 @@ class Executor:
         log.info("executor ready (up to %d nodes at once, %d threads for sync nodes)",
                  self.settings.concurrency, self.settings.threads)
         self.changed = asyncio.Event()
-        taker = threading.Thread(target=self._guard(self.take_loop), name="taker", daemon=True)
-        taker.start()
+        self.taker = threading.Thread(target=self._guard(self.take_loop), name="taker", daemon=True)
+        self.taker.start()
         try:
             self.loop.run_until_complete(self._serve())
         finally:
@@ -434,11 +440,14 @@ class Executor:
                 self.parent_gone = True
                 return
             self._check_memory()
-            if self._closing() and self.in_flight == 0:
+            # Done once closing with nothing held and the taker gone: a take it had begun
+            # before seeing the stop ends within TAKE_WAIT_S, and what it took runs first.
+            if self._closing() and self.in_flight == 0 and not self.taker.is_alive():
                 return
             self.changed.clear()
+            wait = TAKE_WAIT_S if self._closing() else PULSE_INTERVAL_S / 2
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.changed.wait(), PULSE_INTERVAL_S / 2)
+                await asyncio.wait_for(self.changed.wait(), wait)
 
     def _start(self, items: list[WorkItem]) -> None:
         for item in items:
@@ -504,14 +513,13 @@ class Executor:
         self.held.running(item.entry, attempt, timeout_ms)
 
     def _check_recycle(self) -> None:
-        s = self.settings
         if self.recycle_reason is not None:
             return
         if self.slots.abandoned:
             self.recycle_reason = ("a sync node ignored its timeout and its thread cannot be "
                                    "stopped; finishing the other nodes, then exiting to be replaced")
-        elif s.max_nodes_per_executor and self.executed >= s.max_nodes_per_executor:
-            self.recycle_reason = f"ran {self.executed} nodes (--max-nodes-per-executor)"
+        elif self.max_nodes and self.executed >= self.max_nodes:
+            self.recycle_reason = f"ran {self.executed} nodes (--max-nodes-per-executor, with jitter)"
 
     def _check_memory(self) -> None:
         s = self.settings

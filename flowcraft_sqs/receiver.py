@@ -389,10 +389,11 @@ class Receiver:
             self._commit(item, decode_completion(data))
         elif lost == "timeout":
             self._on_timeout(item, data)
-        elif lost == "unstarted":
+        elif lost == "unstarted" or self.stopping.is_set():  # never ran, or cut short by a stop
             self.engine.release(item.execute)
             self._hand_back([item.message.received.receipt], 0)
         else:  # died mid-node: a crash is a redelivery, after the message's visibility runs out
+            # (not at once: a node that kills its executor must not crash-loop the fleet)
             self.engine.release(item.execute)
             log.warning("executor died running node %s of run %s; the message will be redelivered",
                         item.execute.job.node_id, item.execute.job.run_id)

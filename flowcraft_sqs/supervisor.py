@@ -59,6 +59,9 @@ HALT_AFTER_CRASHES: Final = 10
 ABORT_GRACE_S: Final = 2.0
 #: A fast stop (second SIGINT, SIGQUIT) gives receivers this long (s) to flush.
 FAST_STOP_S: Final = 3.0
+#: Of the graceful timeout, receivers keep this long (s) at the end (at most a quarter of
+#: it) to hand back and flush what executors still running nodes then leave behind.
+RECEIVER_FINISH_S: Final = 2.0
 #: Slack in the work and result queues beyond the admitted items: STOP sentinels, wake-ups,
 #: synthetic results, results of a restarted receiver's predecessor.
 QUEUE_SLACK: Final = 64
@@ -139,6 +142,10 @@ class Supervisor:
         except HaltServer as halt:
             log.critical("halting: %s", halt)
             self.exit_code, self.stopping = halt.code, self.stopping or "graceful"
+        except Exception:  # a supervisor that stopped supervising must not stay up silently
+            log.critical("the supervisor loop failed; stopping so that systemd restarts the "
+                         "worker", exc_info=True)
+            self.exit_code, self.stopping = EXIT_FAILURE, self.stopping or "graceful"
         return self._shutdown()
 
     # --- start ---------------------------------------------------------------------------
@@ -378,6 +385,10 @@ class Supervisor:
         else:  # executors take nothing more and finish what is in flight
             self._signal_role("executor", signal.SIGTERM)
             self.work.put_many([STOP] * s.procs, timeout=1.0)
+        # Executors get the grace time less what receivers need to hand back and flush what
+        # the executors leave, so a node longer than the grace time costs a redelivery, not
+        # a message left leased.
+        executors_deadline = deadline - min(RECEIVER_FINISH_S, (deadline - time.monotonic()) / 4)
         drained = False
         while any(c.process is not None for c in self.children) and time.monotonic() < deadline:
             self._wait(min(SUPERVISOR_TICK_S, max(0.0, deadline - time.monotonic())))
@@ -386,6 +397,8 @@ class Supervisor:
                 self.handle_quit()
                 fast, deadline = True, min(deadline, time.monotonic() + FAST_STOP_S)
                 self._signal_role("executor", signal.SIGKILL)
+            if not drained and time.monotonic() >= executors_deadline:
+                self._kill_late_executors()
             self._reap_exited()
             if not drained and not any(c.process for c in self.children if c.role == "executor"):
                 drained = True
@@ -412,14 +425,26 @@ class Supervisor:
             if child.role == role and child.process is not None:
                 _kill(child.process.pid, signum)
 
+    def _kill_late_executors(self) -> None:
+        """Executors still running nodes near the deadline are killed; their items are
+        reported to the receivers when they are reaped, and handed back to SQS."""
+        for child in self.children:
+            if child.role == "executor" and child.process is not None and child.aborted_at is None:
+                log.error("executor[%d] pid %d still runs nodes at the graceful timeout; killing "
+                          "it, its messages go back to the queue", child.index, child.process.pid)
+                child.aborted_at = time.monotonic()
+                _kill(child.process.pid, signal.SIGKILL)
+                self.exit_code = self.exit_code or EXIT_FAILURE
+
     def _kill_stragglers(self) -> None:
         for child in self.children:
             if child.process is not None:
-                log.warning("%s[%d] pid %d did not stop within the graceful timeout; killing it",
-                            child.role, child.index, child.process.pid)
+                log.error("%s[%d] pid %d did not stop within the graceful timeout; killing it",
+                          child.role, child.index, child.process.pid)
                 _kill(child.process.pid, signal.SIGKILL)
                 child.process.join(5.0)
                 child.process = None
+                self.exit_code = self.exit_code or EXIT_FAILURE
 
     def _close(self) -> None:
         if self.metrics_server is not None:

@@ -93,3 +93,23 @@ def test_a_node_running_three_visibility_timeouts_runs_once_with_two_supervisors
     # Then its lease kept the message hidden: it ran exactly once, and the run completed
     assert finals[run_id]["status"] == "completed"
     assert fleet.ran() == Counter({(run_id, "long"): 1})
+
+
+def test_sigterm_with_a_node_longer_than_the_grace_time_hands_its_message_back_and_exits_non_zero(
+        fleet: Fleet) -> None:
+    # Given a worker whose messages stay hidden 30 s, running a 7 s node
+    (run_id,) = fleet.start("long", 1)
+    first = fleet.worker("--procs", "1", "--graceful-timeout", "3", "--visibility-timeout", "30")
+    wait_until(lambda: executions(fleet.tmp / "exec.log"), 30, "the long node to start")
+    # When it gets SIGTERM, with a grace time shorter than the node
+    stopped_at = time.monotonic()
+    first.signal(signal.SIGTERM)
+    # Then it kills the executor at the grace time, says so, and exits non-zero
+    assert first.wait(6) != 0
+    assert time.monotonic() - stopped_at < 3 + 1
+    assert "still runs nodes at the graceful timeout" in first.log()
+    # And the message was handed back at once: another worker runs it long before 30 s
+    fleet.worker("--procs", "1", "--visibility-timeout", "30")
+    finals = fleet.wait_final([run_id], 20)
+    assert finals[run_id]["status"] == "completed"
+    assert len(executions(fleet.tmp / "exec.log")) == 2
