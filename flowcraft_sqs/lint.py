@@ -14,6 +14,7 @@ Codes shared with TypeScript Flowcraft's linter keep its names:
 
 and these are ours:
 
+    INVALID_NODE_DEFINITION       a node's id, uses, params, inputs or config has the wrong shape
     DUPLICATE_NODE_ID             two nodes share an id
     INVALID_FALLBACK              `config.fallback` names no node of the blueprint
     INVALID_BATCH_GATHER_NODE     a batch-scatter's `gatherNodeId` is not a batch-gather node
@@ -88,7 +89,8 @@ def lint_blueprint(
     holds the ids a subflow may name; `evaluator` (default: ours) checks expressions.
     """
     raw = _raw(blueprint)
-    nodes = [n for n in raw.get("nodes") or [] if isinstance(n, Mapping) and isinstance(n.get("id"), str)]
+    all_nodes = list(raw.get("nodes") or [])
+    nodes = [n for n in all_nodes if isinstance(n, Mapping) and isinstance(n.get("id"), str) and n["id"]]
     edges = [e for e in raw.get("edges") or [] if isinstance(e, Mapping)]
     known_blueprints = set(blueprints or ())
     issues: list[LintIssue] = []
@@ -98,6 +100,7 @@ def lint_blueprint(
     issues += _subflow_problems(nodes, known_blueprints)
     issues += _edge_problems(nodes, edges)
     issues += _orphans(nodes, edges)
+    issues += _definition_problems(all_nodes)
     issues += _duplicates(nodes)
     issues += _fallback_problems(nodes)
     issues += _unsupported(nodes, registry)
@@ -188,6 +191,55 @@ def _orphans(nodes: list[Mapping[str, Any]], edges: list[Mapping[str, Any]]) -> 
 
 
 # --- our checks ---------------------------------------------------------------------------
+
+
+_NUMBER_CONFIG = {"maxRetries": "a number", "retryDelay": "a number of milliseconds >= 0",
+                  "timeout": "a positive number of milliseconds"}
+
+
+def _definition_problems(nodes: list[Any]) -> list[LintIssue]:
+    """The shapes `load_blueprint` insists on, each reported with its node."""
+    issues: list[LintIssue] = []
+    for index, node in enumerate(nodes):
+        node_id = node.get("id") if isinstance(node, Mapping) else None
+        where = f"Node '{node_id}'" if isinstance(node_id, str) and node_id else f"nodes[{index}]"
+        issues += [LintIssue("INVALID_NODE_DEFINITION", f"{where}: {problem}.", _text(node_id) or None)
+                   for problem in _shape_problems(node)]
+    return issues
+
+
+def _shape_problems(node: Any) -> list[str]:
+    if not isinstance(node, Mapping):
+        return ["must be an object"]
+    problems = []
+    if not isinstance(node.get("id"), str) or not node.get("id"):
+        problems.append("'id' must be a non-empty string")
+    if not isinstance(node.get("uses"), str) or not node.get("uses"):
+        problems.append("'uses' must be a non-empty string")
+    for name in ("params", "config"):
+        if node.get(name) is not None and not isinstance(node.get(name), Mapping):
+            problems.append(f"'{name}' must be an object")
+    inputs = node.get("inputs")
+    if inputs is not None and not isinstance(inputs, str) and not (
+            isinstance(inputs, Mapping) and all(isinstance(v, str) for v in inputs.values())):
+        problems.append("'inputs' must be a string or a map of strings")
+    return problems + _config_problems(_config(node))
+
+
+def _config_problems(config: Mapping[str, Any]) -> list[str]:
+    problems = []
+    for key, wanted in _NUMBER_CONFIG.items():
+        value = config.get(key)
+        if value is None:
+            continue
+        number = isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+        if not number or (key == "retryDelay" and value < 0) or (key == "timeout" and value <= 0):
+            problems.append(f"config.{key} must be {wanted}, not {value!r}")
+    if config.get("joinStrategy") not in (None, "all", "any"):
+        problems.append(f"config.joinStrategy must be 'all' or 'any', not {config.get('joinStrategy')!r}")
+    if config.get("fallback") not in (None, "") and not isinstance(config.get("fallback"), str):
+        problems.append(f"config.fallback must be a node id, not {config.get('fallback')!r}")
+    return problems
 
 
 def _duplicates(nodes: list[Mapping[str, Any]]) -> list[LintIssue]:

@@ -209,3 +209,22 @@ def test_a_loaded_blueprint_and_json_text_lint_like_the_dict() -> None:
 
     assert codes(lint_blueprint(load_blueprint(raw), {"node": node})) == ["MISSING_NODE_IMPLEMENTATION"]
     assert codes(lint_blueprint(json.dumps(raw), {"node": node})) == ["MISSING_NODE_IMPLEMENTATION"]
+
+
+def test_node_shapes_a_worker_would_refuse_are_reported() -> None:
+    bp = {"id": "t", "nodes": [
+        {"id": "A", "uses": "node", "config": {"maxRetries": "3", "timeout": 0, "joinStrategy": "some"}},
+        {"id": "B", "uses": "", "inputs": 5},
+        {"uses": "node"},
+        "not a node",
+    ]}
+    messages = [i.message for i in lint_blueprint(bp, REGISTRY).issues if i.code == "INVALID_NODE_DEFINITION"]
+    assert messages == [
+        "Node 'A': config.maxRetries must be a number, not '3'.",
+        "Node 'A': config.timeout must be a positive number of milliseconds, not 0.",
+        "Node 'A': config.joinStrategy must be 'all' or 'any', not 'some'.",
+        "Node 'B': 'uses' must be a non-empty string.",
+        "Node 'B': 'inputs' must be a string or a map of strings.",
+        "nodes[2]: 'id' must be a non-empty string.",
+        "nodes[3]: must be an object.",
+    ]
