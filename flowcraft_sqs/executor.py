@@ -322,6 +322,7 @@ class Executor:
         self.metrics = metrics.MetricsRow(metrics_board, index)
         self.parent_pid = parent_pid
         self.room = threading.Condition()
+        self.take_lock = threading.Lock()
         self.in_flight = 0  # items taken and not yet returned (under self.room)
         self.unstarted: set[int] = set()  # entries taken whose first attempt has not begun
         self.stopping = False  # SIGTERM or STOP: take nothing more, finish, exit
@@ -373,9 +374,9 @@ class Executor:
 
     def take_loop(self) -> None:
         while not self._closing():
-            room = self._wait_for_room()
-            if room > 0:
-                self._take(room)
+            if self._wait_for_room() > 0:
+                with self.take_lock:  # the loop thread may take too: one taker at a time
+                    self._take(TAKE_WAIT_S, self._start_soon)
 
     def _closing(self) -> bool:
         return self.stopping or self.recycle_reason is not None or self.parent_gone
@@ -395,11 +396,20 @@ class Executor:
                 room = self._room_now()
             return room
 
-    def _take(self, room: int) -> None:
+    def _take(self, timeout: float, start: Callable[[list[WorkItem]], None]) -> None:
+        """Take what there is room for now (waiting up to `timeout` for work), publishing each
+        item while the queue hands it over, then have `start` run them. Hold `take_lock`."""
+        with self.room:
+            room = self._room_now()
+        if room <= 0:
+            return
         self._taken_entries: list[int] = []
-        raws = self.work.get_many(room, timeout=TAKE_WAIT_S, on_take=self._publish_taken)
+        raws = self.work.get_many(room, timeout=timeout, on_take=self._publish_taken)
         if raws:
-            self._accept(raws, self._taken_entries)
+            self._accept(raws, self._taken_entries, start)
+
+    def _start_soon(self, items: list[WorkItem]) -> None:
+        self.loop.call_soon_threadsafe(self._start, items)
 
     def _publish_taken(self, raws: list[bytes]) -> None:
         """Under the work queue's lock: publish each item in the held table, parse nothing
@@ -414,7 +424,7 @@ class Executor:
             self.unstarted.add(entry)
             entries.append(entry)
 
-    def _accept(self, raws: list[bytes], entries: list[int]) -> None:
+    def _accept(self, raws: list[bytes], entries: list[int], start: Callable[[list[WorkItem]], None]) -> None:
         items = [WorkItem.decode(raw, entry) for raw, entry in zip(raws, entries, strict=True) if entry >= 0]
         stops = len(raws) - len(items)
         if stops:
@@ -424,7 +434,7 @@ class Executor:
         if items:
             with self.room:
                 self.in_flight += len(items)
-            self.loop.call_soon_threadsafe(self._start, items)
+            start(items)
         if stops:
             self.loop.call_soon_threadsafe(self.changed.set)
 
@@ -507,6 +517,17 @@ class Executor:
             self.in_flight -= len(entries)
             self.room.notify()
         self.changed.set()
+        self._take_here()
+
+    def _take_here(self) -> None:
+        """Slots just freed: take queued work from the loop thread at once, without waking
+        the taker (a thread hand-off per node), if the taker is not taking right now."""
+        if self._closing() or not self.take_lock.acquire(blocking=False):
+            return
+        try:
+            self._take(0, self._start)
+        finally:
+            self.take_lock.release()
 
     def _attempt_started(self, item: WorkItem, attempt: int, timeout_ms: float | None) -> None:
         self.unstarted.discard(item.entry)
