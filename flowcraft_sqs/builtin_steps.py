@@ -88,6 +88,8 @@ def subflow_start(
     state: RunState, node: Node, blueprints: Mapping[str, Blueprint], depth: int
 ) -> ChildStart | NodeCompletion:
     """The child run a subflow node starts, or its failure (unknown blueprint, too deep)."""
+    if not node.params.get("blueprintId"):
+        return failed(node, "subflow is missing its 'blueprintId' parameter")
     child_bp = blueprints.get(str(node.params.get("blueprintId")))
     if child_bp is None:
         return failed(node, f"subflow blueprint {node.params.get('blueprintId')!r} is not registered")

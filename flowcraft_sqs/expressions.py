@@ -985,7 +985,10 @@ def compile_expression(text: str) -> Expression:
     """
     if not isinstance(text, str):
         raise ExpressionError(f"an expression must be a string, not {type(text).__name__}")
-    if _PROPERTY_PATH.fullmatch(text) and not _is_literal(text):
+    if _PROPERTY_PATH.fullmatch(text):
+        literal = _literal(text)
+        if literal is not None:
+            return literal
         return Expression(text, _PropertyPath(tuple(text.split("."))), is_property_path=True)
     if len(text) > MAX_EXPRESSION_LENGTH:
         raise _fail(text, MAX_EXPRESSION_LENGTH, f"longer than {MAX_EXPRESSION_LENGTH} characters")
@@ -994,10 +997,16 @@ def compile_expression(text: str) -> Expression:
     return Expression(text, _Parser(text).parse(), is_property_path=False)
 
 
-def _is_literal(text: str) -> bool:
+def _literal(text: str) -> Expression | None:
     """`true`, `false`, `null` and numbers are literals, as in JavaScript, not context keys
-    (so a loop's `condition: "true"` holds). TS's PropertyEvaluator reads them as keys."""
-    return text in _KEYWORD_VALUES or _NUMBER.fullmatch(text) is not None
+    (so a loop's `condition: "true"` holds); TS's PropertyEvaluator reads them as keys. Text
+    JavaScript does not read as a number (`00`) stays a property path."""
+    if text not in _KEYWORD_VALUES and not _NUMBER.fullmatch(text):
+        return None
+    try:
+        return Expression(text, _Parser(text).parse(), is_property_path=False)
+    except ExpressionError:
+        return None
 
 
 def _compile_or_message(text: str) -> Expression | str:

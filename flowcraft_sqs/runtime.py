@@ -22,9 +22,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import builtin_steps, builtins, events, protocol, run_events
+from .analysis import find_cycles
 from .blueprint import Blueprint, load_blueprint
 from .completion import run_batch_chunk, run_node
-from .errors import RunStateError
+from .errors import BlueprintError, RunStateError
 from .expressions import DefaultEvaluator
 from .nodes import is_cancelled
 from .protocol import JobAction, NodeCompletion, RunState
@@ -97,13 +98,19 @@ class FlowRuntime:
         *,
         run_id: str | None = None,
         signal: Any = None,
+        strict: bool = False,
+        concurrency: int | None = None,
         _depth: int = 0,
     ) -> WorkflowResult:
+        """Run to the end, or until only waits remain. `strict` refuses a graph with cycles
+        (as TS); `concurrency` bounds how many nodes execute at once (default: no bound)."""
         bp = self.load(blueprint)
+        if strict:
+            _refuse_cycles(bp)
         state = protocol.new_run(bp, run_id or uuid.uuid4().hex, initial_context or {}, self._clock())
         if _depth:
             state = replace(state, meta=replace(state.meta, extra={"depth": _depth}))
-        run = _InProcessRun(self, bp, state, signal)
+        run = _InProcessRun(self, bp, state, signal, concurrency=concurrency)
         # Upstream reports both at the start of every run.
         await run.emit(*run_events.workflow_event(events.WORKFLOW_START, state.run_id, bp))
         await run.emit(*run_events.workflow_event(events.WORKFLOW_RESUME, state.run_id, bp))
@@ -150,6 +157,13 @@ class FlowRuntime:
 
     def resume_sync(self, blueprint: Any, result: WorkflowResult, **kw: Any) -> WorkflowResult:
         return asyncio.run(self.resume(blueprint, result, **kw))
+
+
+def _refuse_cycles(bp: Blueprint) -> None:
+    cycles = find_cycles(bp)
+    if cycles:
+        shown = ", ".join(" -> ".join(cycle) for cycle in cycles)
+        raise BlueprintError(bp.id, [f"Cycles are not allowed in strict mode: {shown}"])
 
 
 def _resumable(result: WorkflowResult) -> RunState:
@@ -230,8 +244,9 @@ class _InProcessRun:
     """One run's loop: start every outstanding job, commit each as it finishes."""
 
     def __init__(self, runtime: FlowRuntime, bp: Blueprint, state: RunState, signal: Any,
-                 carried: WorkflowResult | None = None) -> None:
+                 carried: WorkflowResult | None = None, concurrency: int | None = None) -> None:
         self.rt = runtime
+        self.slots = asyncio.Semaphore(concurrency) if concurrency else None
         self.bp = bp
         self.state = state
         self.signal = signal
@@ -310,7 +325,10 @@ class _InProcessRun:
             node_input = run_events.readable_input(self.state.context, self.bp.node_by_id[node_id])
             await self.emit(*run_events.node_started(self.state.run_id, self.bp, node_id, node_input))
         try:
-            return await self._execute(node_id, builtin)
+            if self.slots is None:
+                return await self._execute(node_id, builtin)
+            async with self.slots:
+                return await self._execute(node_id, builtin)
         except protocol.InputPathError as exc:
             return builtin_steps.failed(self.bp.node_by_id[node_id], str(exc))
 
