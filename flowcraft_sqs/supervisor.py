@@ -27,6 +27,9 @@ import logging
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
+import tempfile
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -59,6 +62,10 @@ HALT_AFTER_CRASHES: Final = 10
 ABORT_GRACE_S: Final = 2.0
 #: A fast stop (second SIGINT, SIGQUIT) gives receivers this long (s) to flush.
 FAST_STOP_S: Final = 3.0
+#: A reload gives up on an app that takes longer than this (s) to load.
+APP_CHECK_TIMEOUT_S: Final = 60.0
+#: The end of a failed app check's output that a reload logs (characters).
+APP_CHECK_OUTPUT_CHARS: Final = 4000
 #: Of the graceful timeout, receivers keep this long (s) at the end (at most a quarter of
 #: it) to hand back and flush what executors still running nodes then leave behind.
 RECEIVER_FINISH_S: Final = 2.0
@@ -86,6 +93,22 @@ class Child:
     timed_out: dict[int, pulse.HeldItem] | None = None  # item id -> the attempt we killed it for
     crashes: deque[float] = field(default_factory=deque)
     restart_at: float = 0.0
+    active: bool = True  # kept running; a standby receiver slot is inactive until a reload
+
+
+@dataclass
+class Reload:
+    """A SIGHUP in progress (gunicorn's order): check that the app loads, start the new
+    receivers beside the old, retire the old ones, then replace executors one at a time
+    (each drains while the others keep taking work). Intake never stops, and a broken app
+    on disk leaves the running children as they are."""
+
+    check: AppCheck
+    stage: str = "checking"  # -> "receivers" -> "executors"
+    new_receivers: list[Child] = field(default_factory=list)
+    executors: list[Child] = field(default_factory=list)
+    replacing: Child | None = None
+    replacing_pid: int = 0
 
 
 QUEUE_NAME_PREFIX = "flowcraft-wq-"  # /dev/shm/flowcraft-wq-<supervisor pid>-work, -results<r>
@@ -116,7 +139,10 @@ class Supervisor:
         self.settings = settings
         self.ctx = ctx or multiprocessing.get_context("spawn")  # receivers run threads: no fork
         self.children = [Child("executor", i, i) for i in range(settings.procs)]
-        self.children += [Child("receiver", r, settings.procs + r) for r in range(settings.receivers)]
+        # Twice the receiver slots: a reload starts new receivers before the old ones retire.
+        self.children += [Child("receiver", r, settings.procs + r, active=r < settings.receivers)
+                          for r in range(2 * settings.receivers)]
+        self.reload: Reload | None = None
         self.signals: deque[int] = deque()
         self.stopping: str | None = None  # None, "graceful" or "fast"
         self.exit_code = EXIT_OK
@@ -138,6 +164,7 @@ class Supervisor:
                 self._stop_silent()
                 self._enforce_deadlines()
                 self._spawn_missing()
+                self._advance_reload()
                 self._report()
         except HaltServer as halt:
             log.critical("halting: %s", halt)
@@ -167,9 +194,10 @@ class Supervisor:
         admitted = s.admitted_per_receiver * s.receivers
         remove_stale_queues()
         prefix = f"{QUEUE_NAME_PREFIX}{os.getpid()}-"
-        self.work = WorkQueue.create(max_messages=admitted + s.procs + QUEUE_SLACK, name=f"{prefix}work")
+        # Room for two generations of receivers' items: a reload runs both for a while.
+        self.work = WorkQueue.create(max_messages=2 * admitted + s.procs + QUEUE_SLACK, name=f"{prefix}work")
         self.results = [WorkQueue.create(max_messages=2 * s.admitted_per_receiver + QUEUE_SLACK,
-                                         name=f"{prefix}results{r}") for r in range(s.receivers)]
+                                         name=f"{prefix}results{r}") for r in range(2 * s.receivers)]
         self.pulse_board = pulse.create_board(self.ctx, len(self.children))
         self.held_tables = pulse.create_held_tables(self.ctx, s.procs, s.concurrency)
         self.metrics_board = metrics.create_board(self.ctx, len(self.children) + 1)
@@ -181,7 +209,8 @@ class Supervisor:
         log.info("starting %d executors and %d receivers (app %s, admitting %d items per receiver)",
                  s.procs, s.receivers, s.app, s.admitted_per_receiver)
         for child in self.children:
-            self._spawn(child)
+            if child.active:
+                self._spawn(child)
 
     def _spawn(self, child: Child) -> None:
         s, boards = self.settings, (self.pulse_board, self.metrics_board)
@@ -231,10 +260,11 @@ class Supervisor:
         self.stopping = "fast"
 
     def handle_hup(self) -> None:
-        log.info("SIGHUP: restarting every child gracefully")
-        for child in self.children:
-            if child.process is not None:
-                os.kill(child.process.pid, signal.SIGTERM)
+        if self.reload is not None:
+            log.info("SIGHUP: a reload is already under way (%s)", self.reload.stage)
+            return
+        log.info("SIGHUP: checking that %s loads before replacing any child", self.settings.app)
+        self.reload = Reload(AppCheck.start(self.settings.app))
 
     def _reap_exited(self) -> None:
         for child in self.children:
@@ -247,8 +277,11 @@ class Supervisor:
         for queue in (self.work, *self.results):
             queue.recover(process.pid)
         child.process = None
-        log.log(*_exit_reason(child, code, bool(self.stopping)))
-        if self.stopping:
+        log.log(*_exit_reason(child, code, bool(self.stopping) or not child.active))
+        if self.stopping or not child.active:
+            return
+        if code in HALT_CODES and self.reload is not None and child in self.reload.new_receivers:
+            self._abandon_reload(f"a new receiver {HALT_CODES[code]} (exit code {code})")
             return
         if code in HALT_CODES:
             raise HaltServer(f"{child.role}[{child.index}] {HALT_CODES[code]} (exit code {code})", code)
@@ -353,8 +386,77 @@ class Supervisor:
     def _spawn_missing(self) -> None:
         now = time.monotonic()
         for child in self.children:
-            if child.process is None and not self.stopping and now >= child.restart_at:
+            if child.active and child.process is None and not self.stopping and now >= child.restart_at:
                 self._spawn(child)
+
+    # --- reload (SIGHUP) -----------------------------------------------------------------
+
+    def _advance_reload(self) -> None:
+        """One step of a reload, if one is under way (see `Reload`)."""
+        reload = self.reload
+        if reload is not None:
+            getattr(self, f"_reload_{reload.stage}")(reload)
+
+    def _reload_checking(self, reload: Reload) -> None:
+        outcome = reload.check.outcome()
+        if outcome is None:
+            return
+        if outcome:
+            log.error("SIGHUP: %s does not load; keeping the running children:\n%s",
+                      self.settings.app, outcome)
+            self.reload = None
+            return
+        standby = [c for c in self.children if c.role == "receiver" and not c.active]
+        for child in standby:
+            child.active, child.crashes, child.restart_at = True, deque(), 0.0
+            self._spawn(child)
+        reload.new_receivers, reload.stage = standby, "receivers"
+
+    def _reload_receivers(self, reload: Reload) -> None:
+        """Once every new receiver is up, the old ones stop receiving, finish and exit."""
+        if not all(self._booted(c) for c in reload.new_receivers):
+            return
+        for child in self.children:
+            if child.role == "receiver" and child.active and child not in reload.new_receivers:
+                child.active = False
+                if child.process is not None:
+                    _kill(child.process.pid, signal.SIGTERM)
+        reload.executors = [c for c in self.children if c.role == "executor"]
+        reload.stage = "executors"
+
+    def _reload_executors(self, reload: Reload) -> None:
+        """Executors one at a time: each takes no more work, finishes what it holds, exits
+        and is respawned with the new code while the others keep running nodes."""
+        current = reload.replacing
+        if current is not None:
+            replaced = current.process is not None and current.process.pid != reload.replacing_pid
+            if not (replaced and self._booted(current)):
+                return
+            reload.replacing = None
+        if not reload.executors:
+            log.info("SIGHUP: every child runs the reloaded app")
+            self.reload = None
+            return
+        child = reload.executors.pop(0)
+        if child.process is None:  # it is being restarted anyway, with the new code
+            return
+        reload.replacing, reload.replacing_pid = child, child.process.pid
+        _kill(child.process.pid, signal.SIGTERM)
+
+    def _abandon_reload(self, why: str) -> None:
+        assert self.reload is not None
+        log.error("SIGHUP: reload abandoned, %s; keeping the running children", why)
+        for child in self.reload.new_receivers:
+            child.active = False
+            if child.process is not None:
+                _kill(child.process.pid, signal.SIGTERM)
+        self.reload = None
+
+    def _booted(self, child: Child) -> bool:
+        """Whether a child finished booting: it publishes its pid in its slot once ready."""
+        if child.process is None:
+            return False
+        return pulse.read_slot(self.pulse_board, child.slot).pid == child.process.pid
 
     def _report(self) -> None:
         now = time.monotonic()
@@ -455,6 +557,35 @@ class Supervisor:
         signal.set_wakeup_fd(-1)
         os.close(self.wakeup_r)
         os.close(self.wakeup_w)
+
+
+class AppCheck:
+    """`--app` loaded in a fresh interpreter, as a new child would load it; never blocks."""
+
+    def __init__(self, process: subprocess.Popen[bytes], output: Any, started: float) -> None:
+        self.process, self.output, self.started = process, output, started
+
+    @classmethod
+    def start(cls, app: str) -> AppCheck:
+        output = tempfile.TemporaryFile()  # noqa: SIM115 (closed in outcome()); not a pipe, which a long traceback would fill
+        code = "import sys; from flowcraft_sqs.app import load_app; load_app(sys.argv[1])"
+        process = subprocess.Popen([sys.executable, "-c", code, app], stdin=subprocess.DEVNULL,
+                                   stdout=output, stderr=subprocess.STDOUT)
+        return cls(process, output, time.monotonic())
+
+    def outcome(self) -> str | None:
+        """None while it runs; "" when the app loaded; else what went wrong."""
+        code = self.process.poll()
+        if code is None and time.monotonic() - self.started < APP_CHECK_TIMEOUT_S:
+            return None
+        if code is None:
+            self.process.kill()
+            self.process.wait()
+            return f"loading it took more than {APP_CHECK_TIMEOUT_S:.0f} s"
+        self.output.seek(0)
+        text = self.output.read().decode(errors="replace")
+        self.output.close()
+        return "" if code == 0 else (text.strip()[-APP_CHECK_OUTPUT_CHARS:] or f"exit code {code}")
 
 
 def _exit_reason(child: Child, code: int, stopping: bool) -> tuple[int, str]:

@@ -125,7 +125,8 @@ def test_a_work_items_header_carries_its_id_and_origin() -> None:
     assert WORK_HEADER.unpack(WORK_HEADER.pack(2**60 + 5, 3)) == (2**60 + 5, 3)
 
 
-def test_children_are_laid_out_executors_first() -> None:
+def test_children_are_laid_out_executors_first_then_receivers_with_a_standby_for_reloads() -> None:
     sup = Supervisor(Settings(app="x", backend="memory", procs=2, receivers=1), CTX)
-    assert [(c.role, c.slot) for c in sup.children] == [("executor", 0), ("executor", 1), ("receiver", 2)]
-    assert isinstance(sup.children[0], Child)
+    assert [(c.role, c.slot, c.active) for c in sup.children] == [
+        ("executor", 0, True), ("executor", 1, True), ("receiver", 2, True), ("receiver", 3, False)]
+    assert all(isinstance(c, Child) for c in sup.children)
