@@ -14,7 +14,7 @@ from typing import Any
 
 from . import builtins
 from .blueprint import Blueprint, Node
-from .jsvalues import defined_or_none
+from .jsvalues import defined_or_none, json_safe
 from .node_context import NodeContext, RunContextView
 from .nodes import Offload, execute_node
 from .protocol import NodeCompletion, resolve_node_input
@@ -49,10 +49,11 @@ def completion_from_outcome(node_id: str, outcome: Any) -> NodeCompletion:
     if outcome.error is not None:
         return NodeCompletion(error=str(outcome.error), attempts=max(outcome.attempts, 1))
     result = outcome.result
+    # As JSON.stringify does: no `undefined` inside what is stored (here, off the commit path).
     return NodeCompletion(
-        output=result.output,
+        output=json_safe(result.output),
         action=result.action,
-        context_sets=dict(outcome.context_writes),
+        context_sets={key: json_safe(value) for key, value in outcome.context_writes.items()},
         context_deletes=frozenset(outcome.context_deletes),
         fallback_node_id=outcome.fallback_node_id if outcome.fallback_executed else None,
         catch_error=outcome.catch_error,
@@ -137,5 +138,5 @@ async def run_batch_chunk(
                                      sleep=sleep, logger=logger, offload=offload)
         if outcome.error is not None or outcome.result is None:
             return NodeCompletion(error=str(outcome.error))
-        results.append(defined_or_none(outcome.result.output))
+        results.append(defined_or_none(json_safe(outcome.result.output)))
     return NodeCompletion(output=results)

@@ -60,7 +60,8 @@ _SCALARS = (str, int, float, bool, type(None))
 def json_safe(value: Any) -> Any:
     """`value` with `undefined` nested inside turned as `JSON.stringify` does: dropped from
     objects, null in arrays. A top-level `undefined` stays (it means "no output")."""
-    if isinstance(value, _SCALARS) or value is UNDEFINED:
+    kind = type(value)
+    if kind is str or kind is int or kind is float or kind is bool or value is None or value is UNDEFINED:
         return value
     if isinstance(value, dict):
         if not _holds_undefined(value):

@@ -316,8 +316,6 @@ def commit_node(
     meta = state.meta
     if completion.failed:
         return _commit_failure(state, node_id, completion, _decrement(meta.outstanding, node_id), now)
-    if completion.output is not UNDEFINED:
-        completion = replace(completion, output=json_safe(completion.output))
     if completion.awaiting is not None:
         return _commit_awaiting(state, node_id, completion.awaiting, now)
     if completion.timer_due is not None:
@@ -325,7 +323,9 @@ def commit_node(
     book = _Book.of(meta)
     book.outstanding = _decrement(meta.outstanding, node_id)
     book.forget_waits(node_id)
-    sets = _node_writes(node_id, completion, bare_outputs)
+    # Executors hand over JSON-safe outputs (`completion_from_outcome`); not walked again here.
+    output = completion.output
+    sets = _node_writes(node_id, completion, output, bare_outputs)
     context = _apply(state.context, sets, completion.context_deletes)
     new_iteration = book.start_loop_iteration(bp, node_id, completion)
     if new_iteration is False:
@@ -336,9 +336,9 @@ def commit_node(
     fired: list[str] = []
     if meta.status in ACTIVE_STATUSES:
         for edge, target in route(bp, node_id, completion, context, evaluator):
-            if book.routes_input(bp, node_id, target):
-                value = edge_input(bp, edge, completion.output, context, evaluator)
-                sets[INPUTS_PREFIX + target] = defined_or_none(json_safe(value))
+            if not book.arrivals.get(target) or book.routes_input(bp, node_id, target):
+                value = edge_input(bp, edge, output, context, evaluator)
+                sets[INPUTS_PREFIX + target] = defined_or_none(value if value is output else json_safe(value))
                 context[INPUTS_PREFIX + target] = sets[INPUTS_PREFIX + target]
             if target not in fired and book.join_ready(bp, node_id, target):
                 fired.append(target)
@@ -605,9 +605,9 @@ def _decrement(outstanding: Mapping[str, int], node_id: str) -> dict[str, int]:
     return result
 
 
-def _node_writes(node_id: str, completion: NodeCompletion, bare_outputs: bool = False) -> dict[str, Any]:
+def _node_writes(node_id: str, completion: NodeCompletion, output: Any, bare_outputs: bool) -> dict[str, Any]:
     sets = {k: v for k, v in completion.context_sets.items() if k not in completion.context_deletes}
-    output = defined_or_none(completion.output)
+    output = defined_or_none(output)
     sets[OUTPUTS_PREFIX + node_id] = output
     if bare_outputs:
         sets[node_id] = output
