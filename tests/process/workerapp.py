@@ -29,27 +29,24 @@ REPORT_ENV = "FLOWCRAFT_TEST_REPORT"
 CHAIN_LENGTH = 4
 
 
-def record(ctx: Any) -> None:
-    path = os.environ.get(EXEC_LOG_ENV)
+def _append_line(env: str, line: str) -> None:
+    """One short line appended to the file named by $env, if set (atomic with O_APPEND)."""
+    path = os.environ.get(env)
     if path:
-        line = f"{ctx.run_id} {ctx.node_id} {os.getpid()}\n".encode()
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            os.write(fd, line)
+            os.write(fd, line.encode())
         finally:
             os.close(fd)
+
+
+def record(ctx: Any) -> None:
+    _append_line(EXEC_LOG_ENV, f"{ctx.run_id} {ctx.node_id} {os.getpid()}\n")
 
 
 def record_span(ctx: Any, started: float) -> None:
     """One line per finished execution: run, node, start and end (time.time())."""
-    path = os.environ.get(SPAN_LOG_ENV)
-    if path:
-        line = f"{ctx.run_id} {ctx.node_id} {started:.6f} {time.time():.6f}\n".encode()
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, line)
-        finally:
-            os.close(fd)
+    _append_line(SPAN_LOG_ENV, f"{ctx.run_id} {ctx.node_id} {started:.6f} {time.time():.6f}\n")
 
 
 async def await_io(ctx: Any) -> dict[str, Any]:
