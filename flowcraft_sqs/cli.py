@@ -39,7 +39,7 @@ _OPTIONS = [
             help="Executor processes: CPU parallelism (one per CPU; more only for sync nodes that hold the GIL)."),
     _option("--concurrency", "-c", type=click.IntRange(min=1), default=DEFAULT_CONCURRENCY,
             help="Nodes in flight per executor: async nodes run as tasks on its event loop. "
-                 "Async I/O nodes (LLM, HTTP): raise it (1000 uses ~100 MB per executor). "
+                 "Async I/O nodes (LLM, HTTP): raise it (a waiting node costs a few KB). "
                  "CPU-bound nodes: it does not matter, use --threads 1."),
     _option("--threads", "-t", type=click.IntRange(min=1), default=DEFAULT_THREADS,
             help="Sync nodes in flight per executor, in a thread pool. Blocking I/O (requests, "

@@ -27,7 +27,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final
 
 #: Default nodes in flight per process: enough for LLM/HTTP-bound work to overlap widely
-#: while one process's memory stays small (about 1 MB per 10 waiting async nodes).
+#: while one process's memory stays small (a waiting async node with a small context
+#: costs about 7 KB in the node runner, measured on the project machine).
 DEFAULT_CONCURRENCY: Final = 100
 #: Default sync nodes in flight per process: dramatiq's default thread count, enough for a
 #: blocking HTTP client to overlap; CPU-bound code should use 1 (see the module docstring).
