@@ -456,7 +456,8 @@ class Engine:
             if result.ok:
                 if self.event_bus is not None:
                     self._emit_all([run_events.workflow_event(events.WORKFLOW_RESUME, run_id, bp)])
-                    self._report_commit(node_id or "", NodeCompletion(output=output, action=action), commit, bp)
+                    resumed = node_id or next(iter(state.meta.awaiting), "")
+                    self._report_commit(resumed, NodeCompletion(output=output, action=action), commit, bp)
                 return self._effects_of(commit, _bumped(commit.state, state.version), bp)
         raise RuntimeError(f"run '{run_id}': gave up resuming after version conflicts")
 

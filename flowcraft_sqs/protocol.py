@@ -342,6 +342,8 @@ def commit_node(
                 context[INPUTS_PREFIX + target] = sets[INPUTS_PREFIX + target]
             if target not in fired and book.join_ready(bp, node_id, target):
                 fired.append(target)
+        if len(bp.out_edges[node_id]) > len(fired):
+            fired.extend(book.joins_completed_by(bp, node_id, fired))
     for target in fired:
         book.outstanding[target] = book.outstanding.get(target, 0) + 1
     book.results[node_id] = _result_record(completion, fired)
@@ -431,11 +433,31 @@ class _Book:
         if len(preds) <= 1 or bp.node_by_id[target].join_strategy == "any":
             return True  # first arrival; later ones find it outstanding or committed
         arrived = set(self.arrivals.get(target, ())) | {source}
-        if arrived.issuperset(preds):
+        if all(p in arrived or p in self.results for p in preds):
             self.arrivals.pop(target, None)
             return True
         self.arrivals[target] = tuple(p for p in preds if p in arrived)
         return False
+
+    def joins_completed_by(self, bp: Blueprint, source: str, routed: list[str]) -> list[str]:
+        """`all` joins that `source` completes without routing to them.
+
+        As TS in-memory, an `all` join is ready once every predecessor has completed, taken
+        edge or not, provided one of them routed to it. Checking here as well makes that
+        independent of which predecessor finishes last.
+        """
+        ready: list[str] = []
+        for edge in bp.out_edges[source]:
+            target = edge.target
+            if target in routed or target in ready or not self.arrivals.get(target):
+                continue
+            if target in self.results or self.outstanding.get(target, 0) > 0 or target in self.awaiting:
+                continue
+            preds = bp.predecessors[target]
+            if all(p == source or p in self.arrivals[target] or p in self.results for p in preds):
+                self.arrivals.pop(target, None)
+                ready.append(target)
+        return ready
 
     def settled_status(self, current: str) -> str:
         """Completed when nothing is outstanding; awaiting when only waits and timers remain."""

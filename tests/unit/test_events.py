@@ -169,3 +169,25 @@ def test_an_app_module_may_supply_an_event_bus(tmp_path: Any, monkeypatch: Any) 
     monkeypatch.syspath_prepend(str(tmp_path))
     app = load_app("bus_app")
     assert type(app.event_bus).__name__ == "Bus"
+
+
+def test_a_distributed_resume_reports_the_resumed_node() -> None:
+    from flowcraft_sqs import protocol
+    from flowcraft_sqs.engine import Engine, perform
+    from flowcraft_sqs.messages import Job
+    from flowcraft_sqs.stores.memory import MemoryRunStore, MemoryStatusTable
+    from tests.cases.distributed import DuplicatingQueue, FakeClock, drain
+
+    bus = RecordingBus()
+    clock = FakeClock()
+    bp = load_blueprint({"id": "w", "nodes": [{"id": "review", "uses": "wait"}]})
+    store, statuses, queue = MemoryRunStore(), MemoryStatusTable(), DuplicatingQueue(False, clock)
+    engine = Engine({"w": bp}, store, DefaultEvaluator(), clock=clock, event_bus=bus)
+    store.create_run(protocol.new_run(bp, "run-1", {}, clock()))
+    queue.send_jobs([Job("run-1", "w", "review")])
+    drain(engine, queue, statuses, clock, {})
+    assert bus.types()[-1] == "workflow:pause"
+    perform(engine.resume("run-1", None, "ok", {"by": "ann"}), queue, statuses, clock)
+    assert "workflow:resume" in bus.types()
+    assert bus.of("node:finish")[-1]["nodeId"] == "review"
+    assert bus.of("workflow:finish")[-1]["status"] == "completed"
