@@ -12,9 +12,10 @@ from .analysis import BlueprintAnalysis, analyze_blueprint
 from .blueprint import Blueprint, load_blueprint, load_blueprints
 from .builder import FlowBuilder, create_flow
 from .errors import BlueprintError, FlowcraftError, NodeFailure
+from .events import EventBus, FlowcraftEvent
 from .lint import LintIssue, LintResult, lint_blueprint
 from .mermaid import generate_mermaid, generate_mermaid_for_run
-from .runtime import FlowRuntime, WorkflowResult
+from .runtime import FlowRuntime, TimerScheduler, WorkflowError, WorkflowResult
 
 __version__ = "0.1.0"
 
@@ -31,12 +32,16 @@ __all__ = [
     "Blueprint",
     "BlueprintAnalysis",
     "BlueprintError",
+    "EventBus",
     "FlowBuilder",
     "FlowRuntime",
     "FlowcraftError",
+    "FlowcraftEvent",
     "LintIssue",
     "LintResult",
     "NodeFailure",
+    "TimerScheduler",
+    "WorkflowError",
     "WorkflowResult",
     "analyze_blueprint",
     "create_flow",
