@@ -189,3 +189,25 @@ def test_cli_offers_the_io_workloads_and_worker_limits() -> None:
         assert text in out
     bad = CliRunner().invoke(loadtest, ["--workload", "async-wait", "--node-ms", "0", "--self-contained"])
     assert bad.exit_code == 2 and "positive amount" in bad.output
+
+
+def test_follow_backlog_polls_once_the_worker_counts_every_run_finished() -> None:
+    seeded = PhaseResult([RunRecord(f"r{i}", 1.0, 0.01) for i in range(3)], 1.0, 2.0)
+    poller = FinalAtOnce()
+    counts = iter([3.0])  # the worker has finished all three at the first look
+    phase = follow_backlog(seeded, poller, LoadOptions(runs=3, backlog=True),  # type: ignore[arg-type]
+                           finished=lambda: next(counts))
+    assert poller.calls == 1 and len(phase.records) == 3
+
+
+def test_wait_for_count_stops_at_the_deadline() -> None:
+    from flowcraft_sqs.loadtest.runner import wait_for_count
+
+    looks: list[int] = []
+
+    def count() -> float:
+        looks.append(1)
+        raise OSError("metrics port not answering")
+
+    wait_for_count(count, 5, deadline=0.0)  # already past: returns without looking
+    assert looks == []
