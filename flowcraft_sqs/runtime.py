@@ -147,13 +147,13 @@ class FlowRuntime:
                             signal: Any = None) -> WorkflowResult:
         """Continue the run's sleeps whose time has come; an awaiting run stays so until then."""
         state = _resumable(result)
-        due = builtin_steps.due_timers(state, self._clock())
-        if not due:
+        if not timers_due(result, self._clock()):
             return result
         bp = self.load(blueprint)
         run = _InProcessRun(self, bp, state, signal, result)
         await run.emit(*run_events.workflow_event(events.WORKFLOW_RESUME, state.run_id, bp))
-        return await run.drive(due)
+        due = builtin_steps.due_timers(state, self._clock())
+        return await (run.drive(due) if due else run.wake_children())
 
     def resume_sync(self, blueprint: Any, result: WorkflowResult, **kw: Any) -> WorkflowResult:
         return asyncio.run(self.resume(blueprint, result, **kw))
@@ -170,6 +170,22 @@ def _resumable(result: WorkflowResult) -> RunState:
     if result.state is None:
         raise RunStateError(f"run '{result.run_id}' has no state to resume")
     return result.state
+
+
+def has_timers(result: WorkflowResult) -> bool:
+    """Whether the run, or a subflow child it waits on, sleeps on a timer."""
+    if result.state is None or result.state.is_final:
+        return False
+    return bool(result.state.meta.timers) or any(has_timers(child) for child in result.subflows.values())
+
+
+def timers_due(result: WorkflowResult, now: float) -> bool:
+    """Whether a timer of the run, or of a subflow child it waits on, is due at `now`."""
+    if result.state is None or result.state.is_final:
+        return False
+    if builtin_steps.due_timers(result.state, now):
+        return True
+    return any(timers_due(child, now) for child in result.subflows.values())
 
 
 def _only_awaited(state: RunState) -> str:
@@ -205,23 +221,19 @@ class TimerScheduler:
         self._stop = False
 
     def add(self, bp: Blueprint, result: WorkflowResult) -> None:
+        """Track the run's latest result; it stays pending while it sleeps on a timer."""
         self.results[result.run_id] = result
-        if result.state is not None and result.state.meta.timers and not result.state.is_final:
+        if has_timers(result):
             self.pending[result.run_id] = (bp, result)
         else:
             self.pending.pop(result.run_id, None)
-
-    def next_due(self) -> float | None:
-        dues = [due for _, r in self.pending.values() if r.state for due in r.state.meta.timers.values()]
-        return min(dues) if dues else None
 
     async def resume_due(self) -> list[WorkflowResult]:
         """Resume each run with a due timer once; returns their new results."""
         now = self.clock()
         woken: list[WorkflowResult] = []
         for run_id, (bp, result) in list(self.pending.items()):
-            assert result.state is not None
-            if builtin_steps.due_timers(result.state, now):
+            if timers_due(result, now):
                 del self.pending[run_id]
                 woken.append(await self.runtime.resume_timers(bp, result))
         for result in woken:
@@ -270,8 +282,8 @@ class _InProcessRun:
             if is_cancelled(self.signal) and not self.state.is_final:
                 self._apply(protocol.end_run(self.state, protocol.CANCELLED, "Workflow cancelled", self.rt._clock()))
         result = self._result()
-        if result.state is not None and result.state.meta.timers:
-            self.rt.scheduler.add(self.bp, result)
+        if self.depth == 0 and (has_timers(result) or result.run_id in self.rt.scheduler.pending):
+            self.rt.scheduler.add(self.bp, result)  # a subflow child's timers wake through its parent
         for event in run_events.finished(result.run_id, self.bp, result.status, result.reason):
             await self.emit(*event)
         return result
@@ -284,16 +296,32 @@ class _InProcessRun:
 
     async def resume_subflow(self, node_id: str, child_node: str | None, output: Any, action: str | None) -> WorkflowResult:
         """Resume the child a subflow node waits on; the node completes, fails or waits with it."""
-        child = self.subflows.pop(node_id)
-        child_bp = self.rt.load(str(self.bp.node_by_id[node_id].params.get("blueprintId")))
-        child = await self.rt.resume(child_bp, child, node_id=child_node, output=output, action=action, signal=self.signal)
+        child_bp = self._child_blueprint(node_id)
+        child = await self.rt.resume(child_bp, self.subflows.pop(node_id), node_id=child_node, output=output,
+                                     action=action, signal=self.signal)
+        return await self._after_child(node_id, child_bp, child)
+
+    async def wake_children(self) -> WorkflowResult:
+        """Resume the due timers of the subflow children this run waits on."""
+        for node_id in [n for n, child in self.subflows.items() if timers_due(child, self.rt._clock())]:
+            child_bp = self._child_blueprint(node_id)
+            child = await self.rt.resume_timers(child_bp, self.subflows.pop(node_id), signal=self.signal)
+            result = await self._after_child(node_id, child_bp, child)
+            if result.status != protocol.AWAITING:
+                return result
+        return await self.drive([])
+
+    def _child_blueprint(self, node_id: str) -> Blueprint:
+        return self.rt.load(str(self.bp.node_by_id[node_id].params.get("blueprintId")))
+
+    async def _after_child(self, node_id: str, child_bp: Blueprint, child: WorkflowResult) -> WorkflowResult:
         completion = self._subflow_outcome(self.bp.node_by_id[node_id], child_bp, child)
         assert completion is not None  # a resumed in-process child always ends in a status
         if completion.awaiting is not None:
             self.subflows[node_id] = child
             meta = replace(self.state.meta, awaiting={**self.state.meta.awaiting, node_id: completion.awaiting})
             self.state = replace(self.state, meta=meta)
-            return self._result()
+            return await self.drive([])
         commit = protocol.resume_with(self.state, self.bp, node_id, completion, self.rt.evaluator,
                                       self.rt._clock(), bare_outputs=True)
         return await self.continue_after(node_id, completion, commit)

@@ -275,3 +275,26 @@ def test_an_input_path_with_a_non_ascii_segment_fails_the_run_with_a_clear_reaso
     state, _ = run_distributed(loaded, REGISTRY, {}, DefaultEvaluator())
     assert state.status == "failed"
     assert state.meta.reason == result.reason
+
+
+def test_a_sleep_inside_a_subflow_wakes_through_the_parent() -> None:
+    clock = {"now": 100.0}
+    child = {"id": "napper", "nodes": [{"id": "nap", "uses": "sleep", "params": {"duration": "1s"}},
+                                       {"id": "after", "uses": "const", "params": {"value": "rested"}}],
+             "edges": [{"source": "nap", "target": "after"}]}
+    parent = {"id": "outer", "nodes": [{"id": "sub", "uses": "subflow", "params": {"blueprintId": "napper"}},
+                                       {"id": "done", "uses": "echo"}],
+              "edges": [{"source": "sub", "target": "done"}]}
+    runtime = FlowRuntime(registry=REGISTRY, blueprints={"napper": child}, clock=lambda: clock["now"])
+
+    async def scenario() -> tuple[Any, list[Any]]:
+        paused = await runtime.run(parent)
+        clock["now"] += 1
+        return paused, await runtime.scheduler.resume_due()
+
+    paused, woken = asyncio.run(scenario())
+    assert paused.status == "awaiting"
+    assert paused.awaiting["sub"]["awaiting"] == {"nap": {"reason": "timer", "wakeUpAt": 101.0}}
+    assert [r.status for r in woken] == ["completed"]
+    assert woken[0].context["_outputs.done"] == "rested"
+    assert list(runtime.scheduler.pending) == []
