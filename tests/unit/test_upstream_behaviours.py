@@ -25,8 +25,9 @@ def echo(ctx: Any) -> dict[str, Any]:
 
 
 async def late(ctx: Any) -> dict[str, Any]:
-    # The first predecessor in blueprint order finishes last.
-    await asyncio.sleep(ctx.params.get("delay", 0))
+    # Yields `delay` times before finishing, so a node can finish after the ones listed later.
+    for _ in range(ctx.params.get("delay", 0)):
+        await asyncio.sleep(0)
     return {"output": ctx.params.get("value")}
 
 
@@ -44,7 +45,7 @@ def both_ways(raw: dict[str, Any], context: dict[str, Any] | None = None) -> lis
 FAN_IN = {
     "id": "fan-in",
     "nodes": [
-        {"id": "first", "uses": "late", "params": {"value": "from first", "delay": 0.02}},
+        {"id": "first", "uses": "late", "params": {"value": "from first", "delay": 20}},
         {"id": "second", "uses": "late", "params": {"value": "from second"}},
         {"id": "join", "uses": "echo"},
     ],
@@ -60,7 +61,7 @@ def test_a_join_takes_its_input_from_its_last_predecessor_in_blueprint_order() -
 def test_a_join_after_an_earlier_first_arrival_still_takes_the_last_predecessor() -> None:
     reordered = json.loads(json.dumps(FAN_IN))
     reordered["nodes"][0]["params"]["delay"] = 0
-    reordered["nodes"][1]["params"]["delay"] = 0.02
+    reordered["nodes"][1]["params"]["delay"] = 20
     for context in both_ways(reordered):
         assert context["_outputs.join"] == "from second"
 
@@ -68,7 +69,7 @@ def test_a_join_after_an_earlier_first_arrival_still_takes_the_last_predecessor(
 def test_a_node_fed_by_several_start_nodes_reads_the_last_of_them() -> None:
     raw = {
         "id": "starts",
-        "nodes": [{"id": f"s{i}", "uses": "late", "params": {"value": i, "delay": 0.01 * (3 - i)}} for i in range(3)]
+        "nodes": [{"id": f"s{i}", "uses": "late", "params": {"value": i, "delay": 10 * (3 - i)}} for i in range(3)]
         + [{"id": "t", "uses": "echo"}],
         "edges": [{"source": f"s{i}", "target": "t"} for i in range(3)],
     }
